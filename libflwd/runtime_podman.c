@@ -1,0 +1,131 @@
+/* libflwd: the Podman runtime, driven through its command line. */
+#include <string.h>
+
+#include "internal.h"
+
+/* Podman runs without a daemon, so finding the binary is the whole probe;
+ * a Podman that cannot start containers fails the run with E_OCI and the
+ * runtime's own message instead. */
+static int
+podman_probe(flwd_ctx *ctx, const char *path, struct runtime_caps *out,
+             flwd_error **err)
+{
+  bool rootless = geteuid() != 0;
+  out->rootless = rootless;
+  /* As root, every run gets a fresh user namespace (--userns=auto); as an
+   * ordinary user, the rootless user namespace does the same job. */
+  out->userns = true;
+  /* Rootless Podman on cgroups v1 cannot set limits; it prints a warning
+   * and ignores them, so flwd leaves the flags out and says so. */
+  out->resource_limits = !rootless || host_has_cgroup2();
+  return 0;
+}
+
+static int
+podman_run_argv(const struct plan *plan, const struct run_layout *layout,
+                struct strv *argv, flwd_error **err)
+{
+  int ret = 0;
+  ret |= strv_push(argv, "run");
+  ret |= strv_push(argv, "--rm");
+  /* Signals to flwd decide how the run stops; the runtime must not pass
+   * them on to the container by itself. */
+  ret |= strv_push(argv, "--sig-proxy=false");
+  ret |= strv_push(argv, "--pull=never");
+  ret |= runtime_push_identity(layout, argv);
+
+  if (plan->profile != PROFILE_DISABLED) {
+    ret |= runtime_push_secure(plan, argv);
+    /* Podman's --read-only adds writable tmpfs mounts on /run, /tmp and
+     * /var/tmp by default; only /tmp is wanted, small and without
+     * devices or setuid binaries. */
+    ret |= strv_push(argv, "--read-only-tmpfs=false");
+    ret |= strv_push(argv, "--tmpfs=/tmp:rw,nosuid,nodev,size=64m,mode=1777");
+    /* Running as root, give the container its own range of host uids so
+     * that container root is not host root. */
+    if (geteuid() == 0)
+      ret |= strv_push(argv, "--userns=auto");
+  }
+  ret |= runtime_push_mounts(layout, argv);
+  ret |= strv_push(argv, "--entrypoint=/run/flwd/init");
+  if (ret)
+    return set_error(err, FLWD_E_INTERNAL, "out of memory");
+  return 0;
+}
+
+static int
+podman_image_inspect_argv(const char *image, struct strv *argv)
+{
+  int ret = strv_push(argv, "image");
+  ret |= strv_push(argv, "inspect");
+  ret |= strv_push(argv, "--format={{json .Config}}");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, image);
+  return ret;
+}
+
+static int
+podman_pull_argv(const char *image, struct strv *argv)
+{
+  int ret = strv_push(argv, "pull");
+  ret |= strv_push(argv, "--quiet");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, image);
+  return ret;
+}
+
+static int
+podman_stop_argv(const char *name, long long grace_ms, struct strv *argv)
+{
+  int ret = strv_push(argv, "stop");
+  ret |= strv_pushf(argv, "--time=%lld", (grace_ms + 999) / 1000);
+  ret |= strv_push(argv, "--ignore");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+static int
+podman_kill_argv(const char *name, struct strv *argv)
+{
+  int ret = strv_push(argv, "kill");
+  ret |= strv_push(argv, "--signal=KILL");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+static int
+podman_rm_argv(const char *name, struct strv *argv)
+{
+  int ret = strv_push(argv, "rm");
+  ret |= strv_push(argv, "--force");
+  ret |= strv_push(argv, "--ignore");
+  ret |= strv_push(argv, "--time=0");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+static int
+podman_labels_argv(const char *name, struct strv *argv)
+{
+  int ret = strv_push(argv, "container");
+  ret |= strv_push(argv, "inspect");
+  ret |= strv_push(argv, "--format={{json .Config.Labels}}");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+const struct runtime runtime_podman = {
+  .name = "podman",
+  .probe = podman_probe,
+  .run_argv = podman_run_argv,
+  .image_inspect_argv = podman_image_inspect_argv,
+  .pull_argv = podman_pull_argv,
+  .stop_argv = podman_stop_argv,
+  .kill_argv = podman_kill_argv,
+  .rm_argv = podman_rm_argv,
+  .labels_argv = podman_labels_argv,
+};
