@@ -74,10 +74,15 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
   ctx->runtime_choice = env_or("FLWD_RUNTIME", "auto");
   ctx->pull_policy = strdup("missing");
   ctx->init_path = env_or("FLWD_INIT", FLWD_INIT_DEFAULT);
+  ctx->max_runs_text = strdup("0");
+  ctx->log_max_text = strdup("67108864");
+  ctx->store_mode = strdup("on");
+  ctx->log_max_bytes = 64LL * 1024 * 1024;
 
   if (ctx->base == NULL || ctx->state_dir == NULL || ctx->jobs_path == NULL
       || ctx->runtime_choice == NULL || ctx->pull_policy == NULL
-      || ctx->init_path == NULL) {
+      || ctx->init_path == NULL || ctx->max_runs_text == NULL
+      || ctx->log_max_text == NULL || ctx->store_mode == NULL) {
     flwd_ctx_free(ctx);
     return set_error(err, FLWD_E_INTERNAL, "cannot create a context: out of "
                                            "memory");
@@ -125,15 +130,53 @@ option_slot(flwd_ctx *ctx, flwd_option opt)
       return &ctx->pull_policy;
     case FLWD_OPT_INIT_PATH:
       return &ctx->init_path;
+    case FLWD_OPT_MAX_RUNS:
+      return &ctx->max_runs_text;
+    case FLWD_OPT_LOG_MAX_BYTES:
+      return &ctx->log_max_text;
+    case FLWD_OPT_STORE:
+      return &ctx->store_mode;
   }
   return NULL;
+}
+
+static int
+parse_count(const char *value, long long min, long long *out)
+{
+  char *end = NULL;
+  errno = 0;
+  long long n = strtoll(value, &end, 10);
+  if (errno || end == value || *end || n < min)
+    return -1;
+  *out = n;
+  return 0;
 }
 
 static int
 validate_option(flwd_option opt, const char *value, flwd_error **err)
 {
   pull_policy policy;
+  long long count;
   switch (opt) {
+    case FLWD_OPT_MAX_RUNS:
+      if (parse_count(value, 0, &count) < 0)
+        return set_error(err, FLWD_E_CONFIG_INVALID,
+                         "invalid maximum of runs '%s': use a whole number, "
+                         "0 for no limit",
+                         value);
+      return 0;
+    case FLWD_OPT_LOG_MAX_BYTES:
+      if (parse_count(value, 1024, &count) < 0)
+        return set_error(err, FLWD_E_CONFIG_INVALID,
+                         "invalid log size '%s': use a number of bytes of at "
+                         "least 1024",
+                         value);
+      return 0;
+    case FLWD_OPT_STORE:
+      if (strcmp(value, "on") && strcmp(value, "off"))
+        return set_error(err, FLWD_E_CONFIG_INVALID,
+                         "invalid store mode '%s': use on or off", value);
+      return 0;
     case FLWD_OPT_RUNTIME:
       if (strcmp(value, "auto") && strcmp(value, "podman")
           && strcmp(value, "docker"))
@@ -182,6 +225,16 @@ flwd_ctx_set_option(flwd_ctx *ctx, flwd_option opt, const char *value,
   free(*slot);
   *slot = copy;
 
+  if (opt == FLWD_OPT_MAX_RUNS)
+    parse_count(value, 0, &ctx->max_runs);
+  if (opt == FLWD_OPT_LOG_MAX_BYTES)
+    parse_count(value, 1024, &ctx->log_max_bytes);
+  /* A store opened under the old state directory stays with it. */
+  if (opt == FLWD_OPT_STATE_DIR || opt == FLWD_OPT_STORE) {
+    store_close(ctx->store);
+    ctx->store = NULL;
+  }
+
   /* A new runtime choice takes effect at the next selection. */
   if (opt == FLWD_OPT_RUNTIME) {
     ctx->runtime = NULL;
@@ -212,6 +265,10 @@ flwd_ctx_free(flwd_ctx *ctx)
   free(ctx->pull_policy);
   free(ctx->init_path);
   free(ctx->runtime_path);
+  free(ctx->max_runs_text);
+  free(ctx->log_max_text);
+  free(ctx->store_mode);
+  store_close(ctx->store);
   free(ctx);
 }
 

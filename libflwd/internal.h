@@ -153,7 +153,14 @@ struct flwd_ctx {
   const struct runtime *runtime;
   char *runtime_path;
   struct runtime_caps runtime_caps;
-  struct flwd_run *runs; /* active runs, a doubly linked list */
+  char *max_runs_text;
+  char *log_max_text;
+  char *store_mode;
+  long long max_runs;      /* 0: no limit */
+  unsigned long long run_tickets;
+  long long log_max_bytes;
+  struct store *store;     /* opened at first use */
+  struct flwd_run *runs;   /* active runs, a doubly linked list */
 };
 
 /* Stops and removes every container of CTX's active runs, blocking. */
@@ -161,6 +168,28 @@ FLWD_HIDDEN void run_cancel_all_blocking(flwd_ctx *ctx);
 
 FLWD_HIDDEN void ctx_log(flwd_ctx *ctx, flwd_log_level level,
                          const char *fmt, ...) FLWD_PRINTF(3, 4);
+
+/* ---- Run store (store.c) --------------------------------------------- */
+
+struct store;
+
+/* Returns the context's store in *OUT, opening it at first use; *OUT is
+ * NULL when the store is turned off. */
+FLWD_HIDDEN int store_get(flwd_ctx *ctx, struct store **out,
+                          flwd_error **err);
+FLWD_HIDDEN void store_close(struct store *store);
+FLWD_HIDDEN int store_put_run(struct store *store, const char *id,
+                              const char *job, const char *state,
+                              const char *created_at, const char *doc,
+                              flwd_error **err);
+FLWD_HIDDEN int store_add_event(struct store *store, const char *run_id,
+                                long long seq, const char *type,
+                                const char *doc, flwd_error **err);
+FLWD_HIDDEN char *store_log_path(flwd_ctx *ctx, const char *run_id);
+
+/* Opens the run's log file for appending; returns the descriptor. */
+FLWD_HIDDEN int store_log_open(flwd_ctx *ctx, const char *run_id,
+                               flwd_error **err);
 
 /* ---- Jobs (spec.c) ---------------------------------------------------- */
 

@@ -11,12 +11,15 @@
  * failure (E_OCI); with it, the exit status is the job's own, 125 to 127
  * included.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -32,10 +35,16 @@
 /* How long a stop command may take beyond the grace period before flwd
  * kills the container itself. */
 #define STOP_SLACK_MS 10000
+/* A result.json larger than this is recorded as invalid, not read. */
+#define RESULT_MAX_BYTES (1024 * 1024)
+/* How often a run waiting for another run's pull of its image checks
+ * whether that pull has ended. */
+#define PULL_WAIT_MS 200
 
 typedef enum {
   STEP_NONE,
   STEP_INSPECT,
+  STEP_PULL_WAIT,
   STEP_PULL,
   STEP_CONTAINER,
   STEP_CLEANUP,
@@ -86,9 +95,30 @@ struct flwd_run {
   struct event *stop_retry_ev;
   struct event *start_ev;
   long long stop_sent_ms;
+
+  json_object *events; /* every event so far, for late subscribers */
+  char created_at[32];
+  char started_at[32];
+  char finished_at[32];
+  bool waiting_for_slot; /* queued behind the context's maximum */
+  unsigned long long ticket; /* start order among queued runs */
+
+  int log_fd;
+  long long log_bytes;
+  long long log_dropped;
+  struct buf partial[2]; /* stdout, stderr: the line not yet ended */
+  json_object *result;
+  char *result_error;
+
+  int pull_lock_fd;
+  bool inspected_locked; /* the last inspect ran with the pull lock held */
+  bool pull_waited; /* another run's pull of the image was waited for */
+  struct event *pull_wait_ev;
 };
 
 static void step_image(flwd_run *run);
+static void record_run(flwd_run *run);
+static void start_queued_runs(flwd_ctx *ctx);
 static void step_pull(flwd_run *run);
 static void step_container(flwd_run *run);
 static void run_finish(flwd_run *run, flwd_run_state state);
@@ -118,11 +148,22 @@ emit(flwd_run *run, const char *type, json_object *data)
   json_object_object_add(event, "type", json_object_new_string(type));
   json_object_object_add(event, "data",
                          data ? data : json_object_new_object());
+  const char *text = json_object_to_json_string_ext(
+      event, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  if (run->events)
+    json_object_array_add(run->events, json_object_get(event));
+
+  struct store *store = NULL;
+  cleanup_error flwd_error *err = NULL;
+  if (store_get(run->ctx, &store, &err) < 0
+      || (store && store_add_event(store, run->id, (long long)run->seq, type,
+                                   text, &err)
+                       < 0))
+    ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: event %s not stored: %s",
+            run->id, type, flwd_error_message(err));
+
   if (run->event_cb && !run->user_freed)
-    run->event_cb(run, json_object_to_json_string_ext(
-                           event, JSON_C_TO_STRING_PLAIN
-                                      | JSON_C_TO_STRING_NOSLASHESCAPE),
-                  run->event_user);
+    run->event_cb(run, text, run->event_user);
 }
 
 static json_object *
@@ -151,6 +192,10 @@ flwd_run_create(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
   run->job = job_ref((flwd_job *)job);
   run->args = args_copy(args);
   run->exit_status = -1;
+  run->log_fd = -1;
+  run->pull_lock_fd = -1;
+  run->events = json_object_new_array();
+  format_utc_now(run->created_at);
   strv_init(&run->command);
   if (random_hex(run->id, 8) < 0 || run->args == NULL) {
     flwd_run_free(run);
@@ -162,6 +207,18 @@ flwd_run_create(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
   if (!run->container_name || !run->host_dir || !run->env_file) {
     flwd_run_free(run);
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
+  }
+
+  /* A run that cannot be recorded is not created: nothing is lost. */
+  struct store *store = NULL;
+  cleanup_free char *doc = flwd_run_to_json(run);
+  int ret = store_get(ctx, &store, err);
+  if (ret == 0 && store)
+    ret = store_put_run(store, run->id, job->id, "queued", run->created_at,
+                        doc ? doc : "{}", err);
+  if (ret < 0) {
+    flwd_run_free(run);
+    return ret;
   }
 
   json_object *data = data_of("job", job->id);
@@ -178,11 +235,18 @@ flwd_run_set_output_cb(flwd_run *run, flwd_output_cb cb, void *user)
   run->output_user = user;
 }
 
+/* A subscriber that arrives late first receives the events so far. */
 void
 flwd_run_set_event_cb(flwd_run *run, flwd_event_cb cb, void *user)
 {
   run->event_cb = cb;
   run->event_user = user;
+  size_t n = run->events ? json_object_array_length(run->events) : 0;
+  for (size_t i = 0; cb && i < n; i++)
+    cb(run, json_object_to_json_string_ext(
+                json_object_array_get_idx(run->events, i),
+                JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+       user);
 }
 
 void
@@ -228,6 +292,19 @@ free_run_memory(flwd_run *run)
     event_free(run->stop_retry_ev);
   if (run->start_ev)
     event_free(run->start_ev);
+  if (run->pull_wait_ev)
+    event_free(run->pull_wait_ev);
+  if (run->pull_lock_fd >= 0)
+    close(run->pull_lock_fd);
+  if (run->log_fd >= 0)
+    close(run->log_fd);
+  buf_clear(&run->partial[0]);
+  buf_clear(&run->partial[1]);
+  if (run->events)
+    json_object_put(run->events);
+  if (run->result)
+    json_object_put(run->result);
+  free(run->result_error);
   child_free(run->child);
   child_free(run->stopper);
   if (run->planned)
@@ -351,6 +428,209 @@ read_init_marker(flwd_run *run, char **reason)
     return -1;
   }
   return 0;
+}
+
+/* ---- Log, result and record ----------------------------------------- */
+
+static void
+write_log_line(flwd_run *run, char tag, const char *line, size_t len)
+{
+  if (run->log_fd < 0)
+    return;
+  if (run->log_bytes + (long long)len + 3 > run->ctx->log_max_bytes) {
+    if (run->log_dropped == 0) {
+      json_object *data = json_object_new_object();
+      json_object_object_add(data, "max_bytes", json_object_new_int64(
+                                                    run->ctx->log_max_bytes));
+      emit(run, "log.truncated", data);
+    }
+    run->log_dropped += (long long)len + 1;
+    return;
+  }
+  char prefix[2] = {tag, ' '};
+  struct iovec iov[3] = {
+    {prefix, 2}, {(void *)line, len}, {(void *)"\n", 1}};
+  ssize_t n;
+  do
+    n = writev(run->log_fd, iov, 3);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: cannot write its log: %s",
+            run->id, strerror(errno));
+  else
+    run->log_bytes += n;
+}
+
+/* Splits output into lines for the stored log, keeping each line's
+ * stream. A line longer than the whole log cap is cut there. */
+static void
+log_output(flwd_run *run, flwd_stream stream, const char *data, size_t len)
+{
+  int index = stream == FLWD_STREAM_STDOUT ? 0 : 1;
+  char tag = index == 0 ? 'O' : 'E';
+  struct buf *partial = &run->partial[index];
+  while (len > 0) {
+    const char *newline = memchr(data, '\n', len);
+    size_t take = newline ? (size_t)(newline - data) : len;
+    if ((long long)(partial->len + take) <= run->ctx->log_max_bytes)
+      buf_append(partial, data, take);
+    else
+      run->log_dropped += (long long)take;
+    if (newline == NULL)
+      break;
+    write_log_line(run, tag, partial->data ? partial->data : "",
+                   partial->len);
+    partial->len = 0;
+    data += take + 1;
+    len -= take + 1;
+  }
+}
+
+static void
+flush_partial_lines(flwd_run *run)
+{
+  static const char tags[2] = {'o', 'e'};
+  for (int i = 0; i < 2; i++) {
+    if (run->partial[i].len)
+      write_log_line(run, tags[i], run->partial[i].data, run->partial[i].len);
+    run->partial[i].len = 0;
+  }
+}
+
+/* Reads out/result.json into the run's result. A file that is not a
+ * regular file, too large or not valid JSON is recorded as invalid with
+ * the reason, never dropped without a word. */
+static void
+read_result(flwd_run *run)
+{
+  cleanup_free char *path = xasprintf("%s/out/result.json", run->host_dir);
+  cleanup_close int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW
+                                               | O_NONBLOCK)
+                              : -1;
+  if (fd < 0 && errno == ENOENT)
+    return;
+
+  char *reason = NULL;
+  struct stat st;
+  struct buf text = {0};
+  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    reason = strdup("result.json is not a regular file");
+  } else if (st.st_size > RESULT_MAX_BYTES) {
+    reason = xasprintf("result.json is larger than %d bytes",
+                       RESULT_MAX_BYTES);
+  } else {
+    char chunk[16384];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof(chunk))) > 0
+           && text.len <= RESULT_MAX_BYTES)
+      buf_append(&text, chunk, (size_t)n);
+    json_tokener *tok = json_tokener_new();
+    json_object *value = tok && text.data ? json_tokener_parse_ex(
+                                                tok, text.data, (int)text.len)
+                                          : NULL;
+    bool complete = value && tok->char_offset == (int)text.len;
+    if (complete)
+      run->result = value;
+    else {
+      if (value)
+        json_object_put(value);
+      reason = xasprintf("result.json is not valid JSON: %s",
+                         tok ? json_tokener_error_desc(
+                                   json_tokener_get_error(tok))
+                             : "out of memory");
+    }
+    if (tok)
+      json_tokener_free(tok);
+  }
+  buf_clear(&text);
+  if (reason) {
+    run->result_error = reason;
+    emit(run, "result.invalid", data_of("reason", reason));
+  } else if (run->result) {
+    emit(run, "result.recorded", NULL);
+  }
+}
+
+static json_object *
+nullable_string(const char *s)
+{
+  return s && *s ? json_object_new_string(s) : NULL;
+}
+
+char *
+flwd_run_to_json(const flwd_run *run)
+{
+  cleanup_json json_object *obj = json_object_new_object();
+  json_object_object_add(obj, "id", json_object_new_string(run->id));
+  json_object_object_add(obj, "job", json_object_new_string(run->job->id));
+  json_object_object_add(obj, "state", json_object_new_string(
+                                           flwd_run_state_name(run->state)));
+  json_object_object_add(obj, "exit_status",
+                         run->exit_status >= 0
+                             ? json_object_new_int(run->exit_status)
+                             : NULL);
+  json_object *error = NULL;
+  if (run->error && run->state == FLWD_RUN_ERROR) {
+    error = json_object_new_object();
+    json_object_object_add(error, "code", json_object_new_string(
+                                              flwd_error_name(run->error)));
+    json_object_object_add(error, "message",
+                           json_object_new_string(run->error->message));
+  }
+  json_object_object_add(obj, "error", error);
+  json_object *args = NULL;
+  json_object_deep_copy(run->args->values, &args, NULL);
+  json_object_object_add(obj, "args", args);
+  json_object_object_add(obj, "result", run->result
+                                            ? json_object_get(run->result)
+                                            : NULL);
+  json_object_object_add(obj, "result_error",
+                         nullable_string(run->result_error));
+  json_object_object_add(obj, "created_at",
+                         json_object_new_string(run->created_at));
+  json_object_object_add(obj, "started_at", nullable_string(run->started_at));
+  json_object_object_add(obj, "finished_at",
+                         nullable_string(run->finished_at));
+  json_object_object_add(obj, "container",
+                         json_object_new_string(run->container_name));
+  json_object_object_add(obj, "runtime",
+                         run->planned ? json_object_new_string(
+                                            run->plan.runtime->name)
+                                      : NULL);
+  json_object_object_add(obj, "log_truncated",
+                         json_object_new_boolean(run->log_dropped > 0));
+  json_object_object_add(obj, "log_dropped_bytes",
+                         json_object_new_int64(run->log_dropped));
+  return json_to_string_owned(obj, JSON_C_TO_STRING_PLAIN
+                                       | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* Writes the run's current document to the store. A failure is logged:
+ * the run itself goes on, and its events still say what happened. */
+static void
+record_run(flwd_run *run)
+{
+  struct store *store = NULL;
+  cleanup_error flwd_error *err = NULL;
+  cleanup_free char *doc = flwd_run_to_json(run);
+  if (store_get(run->ctx, &store, &err) < 0
+      || (store && doc
+          && store_put_run(store, run->id, run->job->id,
+                           flwd_run_state_name(run->state), run->created_at,
+                           doc, &err)
+                 < 0))
+    ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: not recorded: %s", run->id,
+            flwd_error_message(err));
+}
+
+flwd_run *
+flwd_ctx_find_run(flwd_ctx *ctx, const char *id)
+{
+  for (flwd_run *run = ctx->runs; run; run = run->next) {
+    if (strcmp(run->id, id) == 0)
+      return run;
+  }
+  return NULL;
 }
 
 /* ---- Child plumbing --------------------------------------------------- */
@@ -513,6 +793,73 @@ step_pull(flwd_run *run)
     run_fail(run, steal_pointer(&err));
 }
 
+/* Opens and tries the image's pull lock: a file lock in the state
+ * directory, so that runs of one image share a pull whether they live in
+ * this process or in another flwd. Returns 1 when held, 0 when another
+ * holder has it, -1 when locking is impossible (the run pulls anyway). */
+static int
+try_pull_lock(flwd_run *run)
+{
+  if (run->pull_lock_fd >= 0)
+    return 1;
+  cleanup_free char *dir = xasprintf("%s/pulls", run->ctx->state_dir);
+  cleanup_free char *name = strndup(run->job->image, 200);
+  if (dir == NULL || name == NULL || mkdir_p(dir, 0700) < 0)
+    return -1;
+  for (char *p = name; *p; p++) {
+    if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-'))
+      *p = '_';
+  }
+  cleanup_free char *path = xasprintf("%s/%s.lock", dir, name);
+  int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+  if (fd < 0)
+    return -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int saved = errno;
+    close(fd);
+    return saved == EWOULDBLOCK ? 0 : -1;
+  }
+  run->pull_lock_fd = fd;
+  return 1;
+}
+
+static void
+release_pull_lock(flwd_run *run)
+{
+  if (run->pull_lock_fd >= 0) {
+    close(run->pull_lock_fd);
+    run->pull_lock_fd = -1;
+  }
+}
+
+static void
+on_pull_wait(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  run->step = STEP_NONE;
+  step_image(run);
+}
+
+/* Returns true when the run holds its image's pull lock (or cannot lock at
+ * all); otherwise waits for the holder and calls step_image again. */
+static bool
+take_pull_lock(flwd_run *run)
+{
+  if (try_pull_lock(run) != 0)
+    return true;
+  if (!run->pull_waited) {
+    emit(run, "image.pull_waiting", data_of("image", run->job->image));
+    run->pull_waited = true;
+  }
+  if (run->pull_wait_ev == NULL)
+    run->pull_wait_ev = evtimer_new(run->ctx->base, on_pull_wait, run);
+  struct timeval tv = {0, PULL_WAIT_MS * 1000};
+  if (run->pull_wait_ev == NULL || evtimer_add(run->pull_wait_ev, &tv) < 0)
+    return true;
+  run->step = STEP_PULL_WAIT;
+  return false;
+}
+
 static void
 on_inspect_exit(struct child *child, int status, void *user)
 {
@@ -523,6 +870,7 @@ on_inspect_exit(struct child *child, int status, void *user)
 
   bool present = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   if (present) {
+    release_pull_lock(run);
     if (!run->pulled)
       emit(run, "image.cached", data_of("image", run->job->image));
     on_image_ready(run);
@@ -539,6 +887,14 @@ on_inspect_exit(struct child *child, int status, void *user)
     run_fail(run, err);
     return;
   }
+  /* Absent: take the lock, look once more in case another run pulled the
+   * image meanwhile, and pull only if it is still missing. */
+  if (!take_pull_lock(run))
+    return;
+  if (!run->inspected_locked) {
+    step_image(run);
+    return;
+  }
   step_pull(run);
 }
 
@@ -546,13 +902,21 @@ static void
 step_image(flwd_run *run)
 {
   if (run->plan.pull == PULL_ALWAYS && !run->pulled) {
-    step_pull(run);
-    return;
+    if (!take_pull_lock(run))
+      return;
+    /* A pull of the same image that ended while this run waited is as
+     * fresh as one of its own. */
+    if (!run->pull_waited) {
+      step_pull(run);
+      return;
+    }
+    run->pulled = true;
   }
   cleanup_strv struct strv argv;
   strv_init(&argv);
   strv_push(&argv, run->plan.runtime_path);
   run->plan.runtime->image_inspect_argv(run->job->image, &argv);
+  run->inspected_locked = run->pull_lock_fd >= 0;
   cleanup_error flwd_error *err = NULL;
   if (spawn_step(run, STEP_INSPECT, &argv, on_capture_output,
                  on_inspect_exit, &err)
@@ -569,6 +933,7 @@ on_container_output(struct child *child, flwd_stream stream,
   flwd_run *run = user;
   if (stream == FLWD_STREAM_STDERR)
     keep_tail(&run->stderr_tail, data, len);
+  log_output(run, stream, data, len);
   if (run->output_cb)
     run->output_cb(run, stream, data, len, run->output_user);
 }
@@ -613,6 +978,60 @@ is_name_conflict(flwd_run *run)
              || strstr(run->stderr_tail.data, "is already in use"));
 }
 
+/* Returns the io.flwd.run-id label of the container holding the run's
+ * name (an empty string for a container without it), or NULL when the
+ * runtime could not say. Blocks for one short runtime command. */
+static char *
+container_run_label(flwd_run *run)
+{
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  strv_push(&argv, run->plan.runtime_path);
+  run->plan.runtime->labels_argv(run->container_name, &argv);
+  struct buf out = {0};
+  int status = 0;
+  char *label = NULL;
+  if (child_run_sync(run->ctx, &argv, 65536, &out, NULL, &status, NULL) == 0
+      && WIFEXITED(status) && WEXITSTATUS(status) == 0 && out.data) {
+    cleanup_json json_object *labels = json_tokener_parse(out.data);
+    json_object *value = NULL;
+    if (labels && json_object_object_get_ex(labels, "io.flwd.run-id", &value))
+      label = strdup(json_object_get_string(value));
+    else
+      label = strdup("");
+  }
+  buf_clear(&out);
+  return label;
+}
+
+/* Handles a run whose name was taken. A container that carries this run's
+ * own label is a leftover of an earlier attempt: remove it and try once
+ * more. Returns true when the run was retried. */
+static bool
+retry_after_leftover(flwd_run *run)
+{
+  if (run->name_retry_done)
+    return false;
+  run->name_retry_done = true;
+  cleanup_free char *label = container_run_label(run);
+  if (label == NULL || strcmp(label, run->id) != 0)
+    return false;
+
+  ctx_log(run->ctx, FLWD_LOG_WARNING,
+          "run %s: removing leftover container %s of this run", run->id,
+          run->container_name);
+  emit(run, "container.leftover_removed",
+       data_of("container", run->container_name));
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  strv_push(&argv, run->plan.runtime_path);
+  run->plan.runtime->rm_argv(run->container_name, &argv);
+  int status = 0;
+  child_run_sync(run->ctx, &argv, 65536, NULL, NULL, &status, NULL);
+  step_container(run);
+  return true;
+}
+
 static void
 on_container_exit(struct child *child, int status, void *user)
 {
@@ -647,6 +1066,9 @@ on_container_exit(struct child *child, int status, void *user)
     run_finish(run, code == 0 ? FLWD_RUN_SUCCEEDED : FLWD_RUN_FAILED);
     return;
   }
+
+  if (marker == 0 && is_name_conflict(run) && retry_after_leftover(run))
+    return;
 
   flwd_error *err = NULL;
   if (marker < 0)
@@ -740,6 +1162,8 @@ step_container(flwd_run *run)
   }
   run->container_spawned = true;
   run->state = FLWD_RUN_RUNNING;
+  format_utc_now(run->started_at);
+  record_run(run);
 
   json_object *data = data_of("container", run->container_name);
   json_object_object_add(data, "argv", strv_to_json(&argv));
@@ -796,6 +1220,13 @@ on_start(evutil_socket_t fd, short what, void *arg)
     run_fail(run, steal_pointer(&err));
     return;
   }
+  struct store *store = NULL;
+  if (store_get(run->ctx, &store, &err) < 0
+      || (store && (run->log_fd = store_log_open(run->ctx, run->id, &err))
+                       < 0)) {
+    run_fail(run, steal_pointer(&err));
+    return;
+  }
   step_image(run);
 }
 
@@ -809,10 +1240,45 @@ flwd_run_start(flwd_run *run, flwd_error **err)
   if (run->start_ev == NULL)
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
   link_active(run);
-  run->state = FLWD_RUN_PREPARING;
-  struct timeval now = {0, 0};
-  evtimer_add(run->start_ev, &now);
+  run->waiting_for_slot = true;
+  run->ticket = ++run->ctx->run_tickets;
+  start_queued_runs(run->ctx);
+  if (run->waiting_for_slot) {
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "max_runs",
+                           json_object_new_int64(run->ctx->max_runs));
+    emit(run, "run.queued", data);
+  }
   return 0;
+}
+
+static size_t
+count_started(flwd_ctx *ctx)
+{
+  size_t n = 0;
+  for (flwd_run *run = ctx->runs; run; run = run->next)
+    n += !run->waiting_for_slot;
+  return n;
+}
+
+/* Starts waiting runs, oldest first, while the maximum allows. */
+static void
+start_queued_runs(flwd_ctx *ctx)
+{
+  while (ctx->max_runs == 0 || (long long)count_started(ctx) < ctx->max_runs) {
+    flwd_run *next = NULL;
+    for (flwd_run *run = ctx->runs; run; run = run->next) {
+      if (run->waiting_for_slot && (next == NULL || run->ticket < next->ticket))
+        next = run;
+    }
+    if (next == NULL)
+      return;
+    next->waiting_for_slot = false;
+    next->state = FLWD_RUN_PREPARING;
+    record_run(next);
+    struct timeval now = {0, 0};
+    evtimer_add(next->start_ev, &now);
+  }
 }
 
 /* ---- Cancel ----------------------------------------------------------- */
@@ -885,13 +1351,19 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
   emit(run, "run.cancel_requested", data_of("state",
                                             flwd_run_state_name(run->state)));
 
-  if (!run->active) {
+  if (!run->active || run->waiting_for_slot) {
     run_finish(run, FLWD_RUN_CANCELLED);
     return 0;
   }
   switch (run->step) {
     case STEP_NONE:
       /* Not started yet: the start callback sees the request and ends. */
+      break;
+    case STEP_PULL_WAIT:
+      evtimer_del(run->pull_wait_ev);
+      run->step = STEP_NONE;
+      run_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
+                                     : FLWD_RUN_CANCELLED);
       break;
     case STEP_INSPECT:
     case STEP_PULL:
@@ -940,8 +1412,21 @@ run_finish(flwd_run *run, flwd_run_state state)
     evtimer_del(run->timeout_ev);
   if (run->stop_retry_ev)
     evtimer_del(run->stop_retry_ev);
+  if (run->start_ev)
+    evtimer_del(run->start_ev);
+  release_pull_lock(run);
+  flush_partial_lines(run);
+  if (run->log_dropped > 0) {
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "dropped_bytes",
+                           json_object_new_int64(run->log_dropped));
+    emit(run, "log.truncated_total", data);
+  }
+  if (run->container_spawned)
+    read_result(run);
   if (run->planned || run->step != STEP_NONE)
     remove_run_files(run);
+  format_utc_now(run->finished_at);
 
   json_object *data = data_of("state", flwd_run_state_name(state));
   if (run->exit_status >= 0)
@@ -954,7 +1439,10 @@ run_finish(flwd_run *run, flwd_run_state state)
                                                       run->error->message));
   }
   emit(run, "run.finished", data);
+  record_run(run);
+  flwd_ctx *ctx = run->ctx;
   unlink_active(run);
+  start_queued_runs(ctx);
 
   if (run->user_freed) {
     free_run_memory(run);

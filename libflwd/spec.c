@@ -608,7 +608,7 @@ read_enum_values(struct spec_reader *r, const yaml_node_t *v, const char *f,
                           json_object_new_string(scalar_text(element)));
   }
   arg->values_text = json_to_string_owned(arg->values,
-                                          JSON_C_TO_STRING_PLAIN);
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
   return 0;
 }
 
@@ -651,7 +651,7 @@ read_default_value(struct spec_reader *r, const yaml_node_t *v, const char *f,
     }
   }
   arg->default_value = value;
-  arg->default_text = json_to_string_owned(value, JSON_C_TO_STRING_PLAIN);
+  arg->default_text = json_to_string_owned(value, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
   return 0;
 }
 
@@ -1044,5 +1044,5 @@ flwd_job_to_json(const flwd_job *job)
     json_object_array_add(args, a);
   }
   json_object_object_add(obj, "args", args);
-  return json_to_string_owned(obj, JSON_C_TO_STRING_PLAIN);
+  return json_to_string_owned(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }

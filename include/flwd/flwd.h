@@ -117,6 +117,15 @@ typedef enum {
   FLWD_OPT_PULL_POLICY = 4,
   /* Path of the static flwd-init helper mounted into each container. */
   FLWD_OPT_INIT_PATH = 5,
+  /* Maximum number of runs preparing or running at once; runs past it
+   * wait in FLWD_RUN_QUEUED. "0" (default) means no limit. */
+  FLWD_OPT_MAX_RUNS = 6,
+  /* Bytes of output kept in a run's stored log; past it the log is cut
+   * and the cut is recorded. Default 67108864 (64 MiB). */
+  FLWD_OPT_LOG_MAX_BYTES = 7,
+  /* "on" (default) records runs, events and logs in the state directory's
+   * run store; "off" keeps them in memory only. */
+  FLWD_OPT_STORE = 8,
 } flwd_option;
 
 /* Sets option OPT to VALUE (copied). Invalid values fail with
@@ -286,6 +295,47 @@ FLWD_API const flwd_error *flwd_run_error(const flwd_run *run);
 /* Frees the run. A run that has not ended is cancelled first; its stop and
  * removal go on inside the context even after this call. */
 FLWD_API void flwd_run_free(flwd_run *run);
+
+/* Returns the run as JSON, as flwd_store_run_json() does, from memory;
+ * free with flwd_free. */
+FLWD_API char *flwd_run_to_json(const flwd_run *run);
+
+/* Finds an active run of CTX by id, or returns NULL; borrowed until the
+ * run ends. */
+FLWD_API flwd_run *flwd_ctx_find_run(flwd_ctx *ctx, const char *id);
+
+/* ---- Run store -------------------------------------------------------- */
+
+/* Runs, their events and their logs are kept in a SQLite database and log
+ * files under the state directory. These calls read what any process
+ * sharing that directory recorded. Each returns JSON in *OUT, freed with
+ * flwd_free, and fails with FLWD_E_RUN_NOT_FOUND or FLWD_E_STORE_FAILED. */
+
+/* One run: {"id","job","state","exit_status","error":{"code","message"},
+ * "args","result","result_error","created_at","started_at","finished_at",
+ * "container","runtime","log_truncated"}. */
+FLWD_API int flwd_store_run_json(flwd_ctx *ctx, const char *id, char **out,
+                                 flwd_error **err);
+
+/* Runs, newest first, as a JSON array. JOB and STATE filter when not NULL;
+ * LIMIT (1 to 1000) and OFFSET page. */
+FLWD_API int flwd_store_runs_json(flwd_ctx *ctx, const char *job,
+                                  const char *state, size_t limit,
+                                  size_t offset, char **out,
+                                  flwd_error **err);
+
+/* The run's events with a sequence number above AFTER_SEQ, in order, as a
+ * JSON array of {"seq","time","type","data"}. */
+FLWD_API int flwd_store_events_json(flwd_ctx *ctx, const char *id,
+                                    long long after_seq, char **out,
+                                    flwd_error **err);
+
+/* The run's log lines after line AFTER_LINE (0 for all), as a JSON array
+ * of {"n","stream","line"} where stream is "stdout" or "stderr"; a last
+ * line without a final newline has "partial":true. */
+FLWD_API int flwd_store_logs_json(flwd_ctx *ctx, const char *id,
+                                  long long after_line, char **out,
+                                  flwd_error **err);
 
 #ifdef __cplusplus
 }
