@@ -77,12 +77,14 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
   ctx->max_runs_text = strdup("0");
   ctx->log_max_text = strdup("67108864");
   ctx->store_mode = strdup("on");
+  ctx->run_mode = strdup("attached");
   ctx->log_max_bytes = 64LL * 1024 * 1024;
 
   if (ctx->base == NULL || ctx->state_dir == NULL || ctx->jobs_path == NULL
       || ctx->runtime_choice == NULL || ctx->pull_policy == NULL
       || ctx->init_path == NULL || ctx->max_runs_text == NULL
-      || ctx->log_max_text == NULL || ctx->store_mode == NULL) {
+      || ctx->log_max_text == NULL || ctx->store_mode == NULL
+      || ctx->run_mode == NULL) {
     flwd_ctx_free(ctx);
     return set_error(err, FLWD_E_INTERNAL, "cannot create a context: out of "
                                            "memory");
@@ -136,6 +138,8 @@ option_slot(flwd_ctx *ctx, flwd_option opt)
       return &ctx->log_max_text;
     case FLWD_OPT_STORE:
       return &ctx->store_mode;
+    case FLWD_OPT_RUN_MODE:
+      return &ctx->run_mode;
   }
   return NULL;
 }
@@ -170,6 +174,12 @@ validate_option(flwd_option opt, const char *value, flwd_error **err)
         return set_error(err, FLWD_E_CONFIG_INVALID,
                          "invalid log size '%s': use a number of bytes of at "
                          "least 1024",
+                         value);
+      return 0;
+    case FLWD_OPT_RUN_MODE:
+      if (strcmp(value, "attached") && strcmp(value, "detached"))
+        return set_error(err, FLWD_E_CONFIG_INVALID,
+                         "invalid run mode '%s': use attached or detached",
                          value);
       return 0;
     case FLWD_OPT_STORE:
@@ -268,6 +278,7 @@ flwd_ctx_free(flwd_ctx *ctx)
   free(ctx->max_runs_text);
   free(ctx->log_max_text);
   free(ctx->store_mode);
+  free(ctx->run_mode);
   store_close(ctx->store);
   free(ctx);
 }

@@ -156,6 +156,7 @@ struct flwd_ctx {
   char *max_runs_text;
   char *log_max_text;
   char *store_mode;
+  char *run_mode;
   long long max_runs;      /* 0: no limit */
   unsigned long long run_tickets;
   long long log_max_bytes;
@@ -330,6 +331,8 @@ struct plan {
   struct runtime_caps caps;
   pull_policy pull;
   profile_kind profile;
+  bool detached; /* FLWD_OPT_RUN_MODE "detached" */
+  const char *state_dir; /* borrowed from the context */
   long long memory_bytes;
   double cpus;
   long long pids;

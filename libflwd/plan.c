@@ -56,6 +56,8 @@ plan_resolve(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
   out->runtime_path = strdup(ctx->runtime_path);
   out->caps = ctx->runtime_caps;
   out->profile = job->profile;
+  out->detached = strcmp(ctx->run_mode, "detached") == 0;
+  out->state_dir = ctx->state_dir;
   out->pids = job->pids ? job->pids : DEFAULT_PIDS;
   out->memory_bytes = job->memory_bytes ? job->memory_bytes
                                         : DEFAULT_MEMORY_BYTES;

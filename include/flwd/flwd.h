@@ -126,6 +126,12 @@ typedef enum {
   /* "on" (default) records runs, events and logs in the state directory's
    * run store; "off" keeps them in memory only. */
   FLWD_OPT_STORE = 8,
+  /* "attached" (default): the runtime's run command stays attached to the
+   * container and removes it at the end. "detached": the container starts
+   * in the background and flwd follows its logs and waits for its exit,
+   * so that a run outlives a crash of the process that started it and
+   * flwd_ctx_reconcile() can adopt it. */
+  FLWD_OPT_RUN_MODE = 9,
 } flwd_option;
 
 /* Sets option OPT to VALUE (copied). Invalid values fail with
@@ -304,6 +310,28 @@ FLWD_API char *flwd_run_to_json(const flwd_run *run);
  * run ends. */
 FLWD_API flwd_run *flwd_ctx_find_run(flwd_ctx *ctx, const char *id);
 
+/* Sets metadata KEY to VALUE (both copied) on a run that has not started;
+ * it is stored with the run under "metadata" and can be searched with
+ * flwd_store_find_by_metadata(). Keys are 1 to 64 characters of letters,
+ * digits, '.', '_' and '-'. */
+FLWD_API int flwd_run_set_metadata(flwd_run *run, const char *key,
+                                   const char *value, flwd_error **err);
+
+/* Cancels the active run ID of CTX, as flwd_run_cancel() does. Fails with
+ * FLWD_E_RUN_NOT_FOUND for an unknown id, FLWD_E_RUN_FINISHED for a run
+ * that has ended, and FLWD_E_REQUEST_INVALID for a run that another
+ * process is running. */
+FLWD_API int flwd_ctx_cancel_run(flwd_ctx *ctx, const char *id,
+                                 flwd_error **err);
+
+/* Reconciles the store with the runtime, for a process that restarts in
+ * detached mode: the container of each unfinished run is waited on again
+ * and its real exit recorded (the run is then active in CTX and can be
+ * found with flwd_ctx_find_run()); a run whose container is gone ends in
+ * FLWD_RUN_ERROR with the reason; a container labelled by flwd with no
+ * run in the store is stopped and removed. Each step is logged. */
+FLWD_API int flwd_ctx_reconcile(flwd_ctx *ctx, flwd_error **err);
+
 /* ---- Run store -------------------------------------------------------- */
 
 /* Runs, their events and their logs are kept in a SQLite database and log
@@ -329,6 +357,17 @@ FLWD_API int flwd_store_runs_json(flwd_ctx *ctx, const char *job,
 FLWD_API int flwd_store_events_json(flwd_ctx *ctx, const char *id,
                                     long long after_seq, char **out,
                                     flwd_error **err);
+
+/* The newest run whose metadata KEY equals VALUE, as flwd_store_run_json()
+ * returns it; FLWD_E_RUN_NOT_FOUND when there is none. */
+FLWD_API int flwd_store_find_by_metadata(flwd_ctx *ctx, const char *key,
+                                         const char *value, char **out,
+                                         flwd_error **err);
+
+/* The number of stored runs in each state, as a JSON object
+ * {"queued":N,...,"error":N} with every state present. */
+FLWD_API int flwd_store_count_json(flwd_ctx *ctx, char **out,
+                                   flwd_error **err);
 
 /* The run's log lines after line AFTER_LINE (0 for all), as a JSON array
  * of {"n","stream","line"} where stream is "stdout" or "stderr"; a last

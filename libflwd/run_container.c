@@ -1,0 +1,325 @@
+/* libflwd: running a run's container, stopping it and removing it. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "run-internal.h"
+
+/* ---- Container -------------------------------------------------------- */
+
+void
+on_container_output(struct child *child, flwd_stream stream,
+                    const char *data, size_t len, void *user)
+{
+  flwd_run *run = user;
+  if (stream == FLWD_STREAM_STDERR)
+    keep_tail(&run->stderr_tail, data, len);
+  log_output(run, stream, data, len);
+  if (run->output_cb)
+    run->output_cb(run, stream, data, len, run->output_user);
+}
+
+static void
+on_rm_exit(struct child *child, int status, void *user)
+{
+  flwd_run *run = user;
+  finish_after_child(run);
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+    ctx_log(run->ctx, FLWD_LOG_WARNING,
+            "run %s: removing container %s failed: %s", run->id,
+            run->container_name, stderr_text(run));
+  run_finish(run, run->final_state);
+}
+
+/* Removes the container, then ends the run in STATE. The runtime's --rm
+ * has removed it after a normal exit; this covers every other way out. */
+void
+cleanup_then_finish(flwd_run *run, flwd_run_state state)
+{
+  run->final_state = state;
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  strv_push(&argv, run->plan.runtime_path);
+  run->plan.runtime->rm_argv(run->container_name, &argv);
+  cleanup_error flwd_error *err = NULL;
+  if (spawn_step(run, STEP_CLEANUP, &argv, on_capture_output, on_rm_exit,
+                 &err)
+      < 0) {
+    ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: %s", run->id,
+            flwd_error_message(err));
+    run_finish(run, state);
+  }
+}
+
+static bool
+is_name_conflict(flwd_run *run)
+{
+  return run->stderr_tail.data
+         && (strstr(run->stderr_tail.data, "already in use")
+             || strstr(run->stderr_tail.data, "is already in use"));
+}
+
+/* Returns the io.flwd.run-id label of the container holding the run's
+ * name (an empty string for a container without it), or NULL when the
+ * runtime could not say. Blocks for one short runtime command. */
+static char *
+container_run_label(flwd_run *run)
+{
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  strv_push(&argv, run->plan.runtime_path);
+  run->plan.runtime->labels_argv(run->container_name, &argv);
+  struct buf out = {0};
+  int status = 0;
+  char *label = NULL;
+  if (child_run_sync(run->ctx, &argv, 65536, &out, NULL, &status, NULL) == 0
+      && WIFEXITED(status) && WEXITSTATUS(status) == 0 && out.data) {
+    cleanup_json json_object *labels = json_tokener_parse(out.data);
+    json_object *value = NULL;
+    if (labels && json_object_object_get_ex(labels, "io.flwd.run-id", &value))
+      label = strdup(json_object_get_string(value));
+    else
+      label = strdup("");
+  }
+  buf_clear(&out);
+  return label;
+}
+
+/* Handles a run whose name was taken. A container that carries this run's
+ * own label is a leftover of an earlier attempt: remove it and try once
+ * more. Returns true when the run was retried. */
+static bool
+retry_after_leftover(flwd_run *run)
+{
+  if (run->name_retry_done)
+    return false;
+  run->name_retry_done = true;
+  cleanup_free char *label = container_run_label(run);
+  if (label == NULL || strcmp(label, run->id) != 0)
+    return false;
+
+  ctx_log(run->ctx, FLWD_LOG_WARNING,
+          "run %s: removing leftover container %s of this run", run->id,
+          run->container_name);
+  emit(run, "container.leftover_removed",
+       data_of("container", run->container_name));
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  strv_push(&argv, run->plan.runtime_path);
+  run->plan.runtime->rm_argv(run->container_name, &argv);
+  int status = 0;
+  child_run_sync(run->ctx, &argv, 65536, NULL, NULL, &status, NULL);
+  step_container(run);
+  return true;
+}
+
+static void
+on_container_exit(struct child *child, int status, void *user)
+{
+  flwd_run *run = user;
+  finish_after_child(run);
+  if (run->stopper == NULL && run->stop_retry_ev)
+    event_del(run->stop_retry_ev);
+
+  cleanup_free char *reason = NULL;
+  int marker = read_init_marker(run, &reason);
+  bool exited = WIFEXITED(status);
+  int code = exited ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+  json_object *data = data_of("container", run->container_name);
+  json_object_object_add(data, "exit_code", json_object_new_int(code));
+  json_object_object_add(data, "job_started", json_object_new_boolean(
+                                                  marker == 1));
+  emit(run, "container.exited", data);
+
+  if (run->cancel_requested) {
+    if (marker == 1 && code == 128 + SIGKILL)
+      emit(run, "container.killed",
+           data_of("reason", "the grace period ended"));
+    cleanup_then_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
+                                            : FLWD_RUN_CANCELLED);
+    return;
+  }
+
+  if (marker == 1 && exited) {
+    run->exit_status = code;
+    /* Removed by the runtime's --rm already. */
+    run_finish(run, code == 0 ? FLWD_RUN_SUCCEEDED : FLWD_RUN_FAILED);
+    return;
+  }
+
+  if (marker == 0 && is_name_conflict(run) && retry_after_leftover(run))
+    return;
+
+  flwd_error *err = NULL;
+  if (marker < 0)
+    set_error(&err, FLWD_E_OCI, "cannot execute the job's command in image "
+                                "'%s': %s",
+              run->job->image, reason ? reason : "unknown reason");
+  else if (is_name_conflict(run))
+    set_error(&err, FLWD_E_NAME_CONFLICT,
+              "a container named '%s' already exists and flwd did not "
+              "create it for this run; remove it with '%s rm -f %s'",
+              run->container_name, run->plan.runtime->name,
+              run->container_name);
+  else
+    set_error(&err, FLWD_E_OCI, "%s failed to run the container: %s",
+              run->plan.runtime->name, stderr_text(run));
+
+  flwd_error_free(run->error);
+  run->error = err;
+  /* A name conflict is left alone: the container belongs to someone else. */
+  if (flwd_error_code(err) == FLWD_E_NAME_CONFLICT) {
+    run_finish(run, FLWD_RUN_ERROR);
+    return;
+  }
+  cleanup_then_finish(run, FLWD_RUN_ERROR);
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  if (run->cancel_requested || !run->active)
+    return;
+  run->timed_out = true;
+  json_object *data = json_object_new_object();
+  json_object_object_add(data, "timeout_ms",
+                         json_object_new_int64(run->job->timeout_ms));
+  emit(run, "run.timed_out", data);
+  ctx_log(run->ctx, FLWD_LOG_WARNING, "run %s: timed out after %lld ms",
+          run->id, run->job->timeout_ms);
+  flwd_run_cancel(run, NULL);
+}
+
+int
+run_layout_fill(flwd_ctx *ctx, const struct plan *plan, const char *run_id,
+                const char *container_name, const char *host_dir,
+                const char *env_file, const struct strv *command,
+                struct run_layout *layout, flwd_error **err)
+{
+  if (strpbrk(host_dir, ",:\n") || strpbrk(ctx->init_path, ",:\n"))
+    return set_error(err, FLWD_E_CONFIG_INVALID,
+                     "the state directory '%s' and the init path '%s' must "
+                     "not contain ',', ':' or a line break, because the "
+                     "runtime's --mount option cannot quote them",
+                     ctx->state_dir, ctx->init_path);
+  layout->run_id = run_id;
+  layout->job_id = plan->job->id;
+  layout->container_name = container_name;
+  layout->image = plan->job->image;
+  layout->host_dir = host_dir;
+  layout->env_file = env_file;
+  layout->init_path = ctx->init_path;
+  layout->command = command;
+  return 0;
+}
+
+void
+step_container(flwd_run *run)
+{
+  cleanup_error flwd_error *err = NULL;
+  if (run->job->has_command) {
+    strv_clear(&run->command);
+    if (plan_expand_command(&run->plan, run->id, &run->command, &err) < 0) {
+      run_fail(run, steal_pointer(&err));
+      return;
+    }
+  }
+
+  struct run_layout layout;
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  if (run_layout_fill(run->ctx, &run->plan, run->id, run->container_name,
+                      run->host_dir, run->env_file, &run->command, &layout,
+                      &err)
+          < 0
+      || plan_build_argv(&run->plan, &layout, &argv, &err) < 0
+      || spawn_step(run, STEP_CONTAINER, &argv, on_container_output,
+                    on_container_exit, &err)
+             < 0) {
+    run_fail(run, steal_pointer(&err));
+    return;
+  }
+  run->container_spawned = true;
+  run->state = FLWD_RUN_RUNNING;
+  format_utc_now(run->started_at);
+  record_run(run);
+
+  json_object *data = data_of("container", run->container_name);
+  json_object_object_add(data, "argv", strv_to_json(&argv));
+  emit(run, "container.started", data);
+
+  if (run->job->timeout_ms > 0) {
+    struct timeval tv = {run->job->timeout_ms / 1000,
+                         (run->job->timeout_ms % 1000) * 1000};
+    run->timeout_ev = evtimer_new(run->ctx->base, on_timeout, run);
+    if (run->timeout_ev)
+      evtimer_add(run->timeout_ev, &tv);
+  }
+}
+
+/* ---- Cancel ----------------------------------------------------------- */
+
+static void
+on_stop_retry(evutil_socket_t fd, short what, void *arg)
+{
+  send_stop(arg);
+}
+
+static void
+on_stop_exit(struct child *child, int status, void *user)
+{
+  flwd_run *run = user;
+  child_free(run->stopper);
+  run->stopper = NULL;
+  if (run->step != STEP_CONTAINER)
+    return;
+
+  /* The container is still attached: either the stop came before the
+   * runtime had created it, or the stop itself failed. Try again until
+   * the attached command ends, and after the grace and a margin, kill. */
+  long long waited = monotonic_ms() - run->stop_sent_ms;
+  if (waited > run->job->stop_timeout_ms + STOP_SLACK_MS) {
+    ctx_log(run->ctx, FLWD_LOG_WARNING,
+            "run %s: the runtime did not stop container %s; killing the "
+            "attached runtime process",
+            run->id, run->container_name);
+    emit(run, "kill.sent", data_of("container", run->container_name));
+    child_signal(run->child, SIGKILL);
+    return;
+  }
+  if (run->stop_retry_ev == NULL)
+    run->stop_retry_ev = evtimer_new(run->ctx->base, on_stop_retry, run);
+  struct timeval tv = {0, STOP_RETRY_MS * 1000};
+  if (run->stop_retry_ev)
+    evtimer_add(run->stop_retry_ev, &tv);
+}
+
+void
+send_stop(flwd_run *run)
+{
+  if (run->stopper || run->step != STEP_CONTAINER)
+    return;
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  strv_push(&argv, run->plan.runtime_path);
+  run->plan.runtime->stop_argv(run->container_name, run->job->stop_timeout_ms,
+                               &argv);
+  cleanup_error flwd_error *err = NULL;
+  if (child_spawn(run->ctx, &argv, NULL, on_stop_exit, run, &run->stopper,
+                  &err)
+      < 0) {
+    ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: %s", run->id,
+            flwd_error_message(err));
+    child_signal(run->child, SIGKILL);
+  }
+}
