@@ -55,6 +55,9 @@ env_or(const char *name, const char *fallback)
   return strdup(value && *value ? value : fallback);
 }
 
+static int validate_option(flwd_option opt, const char *value,
+                           flwd_error **err);
+
 int
 flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
 {
@@ -77,7 +80,7 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
   ctx->max_runs_text = strdup("0");
   ctx->log_max_text = strdup("67108864");
   ctx->store_mode = strdup("on");
-  ctx->run_mode = strdup("attached");
+  ctx->run_mode = env_or("FLWD_RUN_MODE", "attached");
   ctx->log_max_bytes = 64LL * 1024 * 1024;
 
   if (ctx->base == NULL || ctx->state_dir == NULL || ctx->jobs_path == NULL
@@ -90,14 +93,13 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
                                            "memory");
   }
 
-  /* An invalid FLWD_RUNTIME is reported now rather than at the first run. */
-  const char *choice = ctx->runtime_choice;
-  if (strcmp(choice, "auto") && strcmp(choice, "podman")
-      && strcmp(choice, "docker")) {
-    int ret = set_error(err, FLWD_E_CONFIG_INVALID,
-                        "invalid FLWD_RUNTIME '%s': use auto, podman or "
-                        "docker",
-                        choice);
+  /* Invalid values from the environment are reported now rather than at
+   * the first run. */
+  int ret = validate_option(FLWD_OPT_RUNTIME, ctx->runtime_choice, err);
+  if (ret == 0)
+    ret = validate_option(FLWD_OPT_RUN_MODE, ctx->run_mode, err);
+  if (ret < 0) {
+    wrap_error(err, ret, "invalid environment");
     flwd_ctx_free(ctx);
     return ret;
   }

@@ -187,10 +187,17 @@ FLWD_HIDDEN int store_add_event(struct store *store, const char *run_id,
                                 long long seq, const char *type,
                                 const char *doc, flwd_error **err);
 FLWD_HIDDEN char *store_log_path(flwd_ctx *ctx, const char *run_id);
+FLWD_HIDDEN int store_foreach_unfinished(
+    struct store *store,
+    int (*fn)(const char *id, const char *doc, void *user), void *user,
+    flwd_error **err);
+FLWD_HIDDEN long long store_last_seq(struct store *store, const char *run_id);
+FLWD_HIDDEN bool store_has_run(struct store *store, const char *run_id);
 
-/* Opens the run's log file for appending; returns the descriptor. */
+/* Opens the run's log file for appending, emptied first when TRUNCATE;
+ * returns the descriptor. */
 FLWD_HIDDEN int store_log_open(flwd_ctx *ctx, const char *run_id,
-                               flwd_error **err);
+                               bool truncate, flwd_error **err);
 
 /* ---- Jobs (spec.c) ---------------------------------------------------- */
 
@@ -282,6 +289,7 @@ struct run_layout {
   const char *host_dir;      /* the run's private directory on the host */
   const char *env_file;      /* KEY=VALUE lines, read by the runtime */
   const char *init_path;     /* static helper, mounted read-only */
+  const char *state_dir;     /* labels the container as this store's */
   const struct strv *command; /* entrypoint override; NULL: the image's */
 };
 
@@ -304,6 +312,12 @@ struct runtime {
   int (*kill_argv)(const char *name, struct strv *argv);
   int (*rm_argv)(const char *name, struct strv *argv);
   int (*labels_argv)(const char *name, struct strv *argv);
+  /* Prints the container's exit code once it has stopped. */
+  int (*wait_argv)(const char *name, struct strv *argv);
+  /* Streams the container's output from its start until it stops. */
+  int (*logs_argv)(const char *name, struct strv *argv);
+  /* Prints the names of all containers with label KEY=VALUE. */
+  int (*list_argv)(const char *key, const char *value, struct strv *argv);
 };
 
 FLWD_HIDDEN extern const struct runtime runtime_podman;
@@ -312,6 +326,8 @@ FLWD_HIDDEN extern const struct runtime runtime_docker;
 FLWD_HIDDEN bool host_has_cgroup2(void);
 FLWD_HIDDEN int runtime_push_mounts(const struct run_layout *layout,
                                     struct strv *argv);
+FLWD_HIDDEN int runtime_push_mode(const struct plan *plan,
+                                  struct strv *argv);
 FLWD_HIDDEN int runtime_push_identity(const struct run_layout *layout,
                                       struct strv *argv);
 FLWD_HIDDEN int runtime_push_secure(const struct plan *plan,
@@ -391,6 +407,10 @@ FLWD_HIDDEN int child_spawn(flwd_ctx *ctx, const struct strv *argv,
 
 /* Sends SIG to the child's process group, if it is still running. */
 FLWD_HIDDEN void child_signal(struct child *child, int sig);
+
+/* Sends SIGTERM to the child's process group now and SIGKILL if it is
+ * still running after GRACE_MS. */
+FLWD_HIDDEN void child_terminate(struct child *child, long long grace_ms);
 
 FLWD_HIDDEN pid_t child_pid(const struct child *child);
 

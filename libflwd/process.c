@@ -33,6 +33,7 @@ struct child {
   struct event *ev_err;
   struct event *ev_exit;
   struct event *ev_drain;
+  struct event *ev_kill;
   bool exited;
   int status;
   child_output_fn output_fn;
@@ -256,10 +257,52 @@ child_signal(struct child *child, int sig)
     kill(-child->pid, sig);
 }
 
+static void
+on_kill_timeout(evutil_socket_t fd, short what, void *arg)
+{
+  child_signal(arg, SIGKILL);
+}
+
+/* Podman keeps some of its locks in shared memory, and a Podman process
+ * killed while holding one can leave it held for every later command. So
+ * flwd asks its runtime processes to stop with SIGTERM first and sends
+ * SIGKILL only to one that has not exited after GRACE_MS. */
+void
+child_terminate(struct child *child, long long grace_ms)
+{
+  if (child == NULL || child->exited)
+    return;
+  child_signal(child, SIGTERM);
+  if (child->ev_kill == NULL)
+    child->ev_kill = evtimer_new(child->ctx->base, on_kill_timeout, child);
+  struct timeval tv = {grace_ms / 1000, (grace_ms % 1000) * 1000};
+  if (child->ev_kill)
+    evtimer_add(child->ev_kill, &tv);
+}
+
 pid_t
 child_pid(const struct child *child)
 {
   return child->pid;
+}
+
+/* Waits up to GRACE_MS for the child to exit after SIGTERM, then kills it;
+ * for the rare child still running when its owner goes away. */
+static void
+terminate_now(struct child *child, long long grace_ms)
+{
+  kill(-child->pid, SIGTERM);
+  for (long long waited = 0; waited < grace_ms; waited += 50) {
+    int status;
+    pid_t r = waitpid(child->pid, &status, WNOHANG);
+    if (r == child->pid || (r < 0 && errno == ECHILD)) {
+      child->exited = true;
+      return;
+    }
+    usleep(50 * 1000);
+  }
+  kill(-child->pid, SIGKILL);
+  reap(child);
 }
 
 void
@@ -267,16 +310,16 @@ child_free(struct child *child)
 {
   if (child == NULL)
     return;
-  if (!child->exited) {
-    kill(-child->pid, SIGKILL);
-    reap(child);
-  }
+  if (!child->exited)
+    terminate_now(child, 5000);
   close_stream(child, 0);
   close_stream(child, 1);
   if (child->ev_exit)
     event_free(child->ev_exit);
   if (child->ev_drain)
     event_free(child->ev_drain);
+  if (child->ev_kill)
+    event_free(child->ev_kill);
   if (child->pidfd >= 0)
     close(child->pidfd);
   free(child);

@@ -14,6 +14,13 @@
 /* How long a stop command may take beyond the grace period before flwd
  * kills the container itself. */
 #define STOP_SLACK_MS 10000
+/* How long a runtime command has to exit after SIGTERM before SIGKILL. */
+#define RUNTIME_KILL_GRACE_MS 10000
+/* Attempts at removing a container, and the pause between them. */
+#define RM_ATTEMPTS 4
+#define RM_RETRY_MS 500
+/* How long an image inspection or a container removal may take. */
+#define QUICK_STEP_TIMEOUT_MS 120000
 /* A result.json larger than this is recorded as invalid, not read. */
 #define RESULT_MAX_BYTES (1024 * 1024)
 /* How often a run waiting for another run's pull of its image checks
@@ -69,6 +76,7 @@ struct flwd_run {
   bool timed_out;
   bool user_freed;
   bool container_spawned;
+  bool finish_pending; /* removal done, waiting for the stop command */
   flwd_run_state final_state;
   struct event *timeout_ev;
   struct event *stop_retry_ev;
@@ -76,6 +84,7 @@ struct flwd_run {
   long long stop_sent_ms;
 
   json_object *events; /* every event so far, for late subscribers */
+  json_object *metadata; /* caller's key-value pairs, stored with the run */
   char created_at[32];
   char started_at[32];
   char finished_at[32];
@@ -88,6 +97,14 @@ struct flwd_run {
   struct buf partial[2]; /* stdout, stderr: the line not yet ended */
   json_object *result;
   char *result_error;
+
+  struct child *follower; /* detached mode: the runtime's logs command */
+  bool waiter_done;
+  int waiter_code; /* the container's exit code from the runtime's wait */
+  struct event *follow_grace_ev;
+  struct event *watchdog_ev;
+  struct event *rm_retry_ev;
+  int rm_attempts;
 
   int pull_lock_fd;
   bool inspected_locked; /* the last inspect ran with the pull lock held */
@@ -113,6 +130,7 @@ FLWD_HIDDEN int command_from_image(flwd_run *run, const char *config_json,
 /* run_container.c: running, stopping and removing the container. */
 FLWD_HIDDEN void step_container(flwd_run *run);
 FLWD_HIDDEN void send_stop(flwd_run *run);
+FLWD_HIDDEN void follow_container(flwd_run *run);
 FLWD_HIDDEN int run_layout_fill(flwd_ctx *ctx, const struct plan *plan,
                                 const char *run_id,
                                 const char *container_name,
@@ -123,6 +141,12 @@ FLWD_HIDDEN void cleanup_then_finish(flwd_run *run, flwd_run_state state);
 FLWD_HIDDEN void on_container_output(struct child *child, flwd_stream stream,
                                      const char *data, size_t len,
                                      void *user);
+
+/* Allocates a run of JOB and ARGS, taking both references, with ID or a
+ * fresh id when ID is NULL; neither records nor starts it. */
+FLWD_HIDDEN flwd_run *run_alloc(flwd_ctx *ctx, flwd_job *job,
+                                flwd_args *args, const char *id);
+FLWD_HIDDEN void link_active(flwd_run *run);
 
 /* run.c: life cycle and the plumbing of a run's child processes. */
 FLWD_HIDDEN void run_finish(flwd_run *run, flwd_run_state state);

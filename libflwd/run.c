@@ -35,6 +35,40 @@ monotonic_ms(void)
 
 /* ---- Life cycle ------------------------------------------------------- */
 
+flwd_run *
+run_alloc(flwd_ctx *ctx, flwd_job *job, flwd_args *args, const char *id)
+{
+  flwd_run *run = calloc(1, sizeof(*run));
+  if (run == NULL) {
+    flwd_job_free(job);
+    flwd_args_free(args);
+    return NULL;
+  }
+  run->ctx = ctx;
+  run->job = job;
+  run->args = args;
+  run->exit_status = -1;
+  run->log_fd = -1;
+  run->pull_lock_fd = -1;
+  run->events = json_object_new_array();
+  run->metadata = json_object_new_object();
+  format_utc_now(run->created_at);
+  strv_init(&run->command);
+  if (id)
+    snprintf(run->id, sizeof(run->id), "%s", id);
+  else if (random_hex(run->id, 8) < 0)
+    run->id[0] = '\0';
+  run->container_name = xasprintf("flwd-%s", run->id);
+  run->host_dir = xasprintf("%s/runs/%s", ctx->state_dir, run->id);
+  run->env_file = xasprintf("%s/env", run->host_dir);
+  if (!run->args || !run->id[0] || !run->container_name || !run->host_dir
+      || !run->env_file || !run->events || !run->metadata) {
+    flwd_run_free(run);
+    return NULL;
+  }
+  return run;
+}
+
 int
 flwd_run_create(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
                 flwd_run **out, flwd_error **err)
@@ -44,29 +78,11 @@ flwd_run_create(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
                      "the arguments were bound to job '%s', not '%s'",
                      args->job->id, job->id);
 
-  flwd_run *run = calloc(1, sizeof(*run));
+  flwd_run *run = run_alloc(ctx, job_ref((flwd_job *)job), args_copy(args),
+                            NULL);
   if (run == NULL)
-    return set_error(err, FLWD_E_INTERNAL, "out of memory");
-  run->ctx = ctx;
-  run->job = job_ref((flwd_job *)job);
-  run->args = args_copy(args);
-  run->exit_status = -1;
-  run->log_fd = -1;
-  run->pull_lock_fd = -1;
-  run->events = json_object_new_array();
-  format_utc_now(run->created_at);
-  strv_init(&run->command);
-  if (random_hex(run->id, 8) < 0 || run->args == NULL) {
-    flwd_run_free(run);
-    return set_error(err, FLWD_E_INTERNAL, "cannot create a run id");
-  }
-  run->container_name = xasprintf("flwd-%s", run->id);
-  run->host_dir = xasprintf("%s/runs/%s", ctx->state_dir, run->id);
-  run->env_file = xasprintf("%s/env", run->host_dir);
-  if (!run->container_name || !run->host_dir || !run->env_file) {
-    flwd_run_free(run);
-    return set_error(err, FLWD_E_INTERNAL, "out of memory");
-  }
+    return set_error(err, FLWD_E_INTERNAL, "cannot create a run: out of "
+                                           "memory");
 
   /* A run that cannot be recorded is not created: nothing is lost. */
   struct store *store = NULL;
@@ -85,6 +101,66 @@ flwd_run_create(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
   emit(run, "run.created", data);
   *out = run;
   return 0;
+}
+
+static bool
+metadata_key_is_valid(const char *key)
+{
+  size_t len = strlen(key);
+  if (len < 1 || len > 64)
+    return false;
+  for (const char *p = key; *p; p++) {
+    if (!(isalnum((unsigned char)*p) || strchr("._-", *p)))
+      return false;
+  }
+  return true;
+}
+
+int
+flwd_run_set_metadata(flwd_run *run, const char *key, const char *value,
+                      flwd_error **err)
+{
+  if (!metadata_key_is_valid(key))
+    return set_error(err, FLWD_E_REQUEST_INVALID,
+                     "invalid metadata key '%s': use 1 to 64 letters, "
+                     "digits, '.', '_' or '-'",
+                     key);
+  if (run->state != FLWD_RUN_QUEUED || run->active)
+    return set_error(err, FLWD_E_REQUEST_INVALID,
+                     "run %s has started; set metadata before starting it",
+                     run->id);
+  json_object_object_add(run->metadata, key, json_object_new_string(value));
+  record_run(run);
+  return 0;
+}
+
+int
+flwd_ctx_cancel_run(flwd_ctx *ctx, const char *id, flwd_error **err)
+{
+  flwd_run *run = flwd_ctx_find_run(ctx, id);
+  if (run)
+    return flwd_run_cancel(run, err);
+
+  cleanup_free char *doc = NULL;
+  int ret = flwd_store_run_json(ctx, id, &doc, err);
+  if (ret < 0)
+    return ret;
+  cleanup_json json_object *obj = json_tokener_parse(doc);
+  json_object *state = NULL;
+  const char *name = obj && json_object_object_get_ex(obj, "state", &state)
+                         ? json_object_get_string(state)
+                         : "";
+  static const char *const final_states[] = {"succeeded", "failed",
+                                             "cancelled", "timed_out",
+                                             "error"};
+  for (size_t i = 0; i < ARRAY_SIZE(final_states); i++) {
+    if (strcmp(name, final_states[i]) == 0)
+      return set_error(err, FLWD_E_RUN_FINISHED,
+                       "run %s has already finished as %s", id, name);
+  }
+  return set_error(err, FLWD_E_REQUEST_INVALID,
+                   "run %s is %s in another flwd process; cancel it there",
+                   id, name);
 }
 
 void
@@ -115,7 +191,7 @@ flwd_run_set_done_cb(flwd_run *run, flwd_done_cb cb, void *user)
   run->done_user = user;
 }
 
-static void
+void
 link_active(flwd_run *run)
 {
   flwd_ctx *ctx = run->ctx;
@@ -161,10 +237,19 @@ free_run_memory(flwd_run *run)
   buf_clear(&run->partial[1]);
   if (run->events)
     json_object_put(run->events);
+  if (run->metadata)
+    json_object_put(run->metadata);
   if (run->result)
     json_object_put(run->result);
   free(run->result_error);
+  if (run->follow_grace_ev)
+    event_free(run->follow_grace_ev);
+  if (run->watchdog_ev)
+    event_free(run->watchdog_ev);
+  if (run->rm_retry_ev)
+    event_free(run->rm_retry_ev);
   child_free(run->child);
+  child_free(run->follower);
   child_free(run->stopper);
   if (run->planned)
     plan_clear(&run->plan);
@@ -319,6 +404,17 @@ on_capture_output(struct child *child, flwd_stream stream, const char *data,
     buf_append(&run->captured, data, len);
 }
 
+static void
+on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  const char *note = "the runtime command did not finish in time";
+  ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: %s (%d s); ending it", run->id,
+          note, QUICK_STEP_TIMEOUT_MS / 1000);
+  keep_tail(&run->stderr_tail, note, strlen(note));
+  child_terminate(run->child, RUNTIME_KILL_GRACE_MS);
+}
+
 int
 spawn_step(flwd_run *run, run_step step, struct strv *argv,
            child_output_fn output_fn, child_exit_fn exit_fn, flwd_error **err)
@@ -326,8 +422,18 @@ spawn_step(flwd_run *run, run_step step, struct strv *argv,
   buf_clear(&run->captured);
   buf_clear(&run->stderr_tail);
   run->step = step;
-  return child_spawn(run->ctx, argv, output_fn, exit_fn, run, &run->child,
-                     err);
+  int ret = child_spawn(run->ctx, argv, output_fn, exit_fn, run, &run->child,
+                        err);
+  /* Inspecting and removing take a moment; one that hangs (a runtime stuck
+   * on a lock, say) ends with an error instead of holding the run. */
+  if (ret == 0 && (step == STEP_INSPECT || step == STEP_CLEANUP)) {
+    if (run->watchdog_ev == NULL)
+      run->watchdog_ev = evtimer_new(run->ctx->base, on_watchdog, run);
+    struct timeval tv = {QUICK_STEP_TIMEOUT_MS / 1000, 0};
+    if (run->watchdog_ev)
+      evtimer_add(run->watchdog_ev, &tv);
+  }
+  return ret;
 }
 
 /* Returns the runtime's stderr, trimmed, for an E_OCI message. */
@@ -345,6 +451,8 @@ stderr_text(flwd_run *run)
 void
 finish_after_child(flwd_run *run)
 {
+  if (run->watchdog_ev)
+    evtimer_del(run->watchdog_ev);
   child_free(run->child);
   run->child = NULL;
   run->step = STEP_NONE;
@@ -405,7 +513,7 @@ on_start(evutil_socket_t fd, short what, void *arg)
   }
   struct store *store = NULL;
   if (store_get(run->ctx, &store, &err) < 0
-      || (store && (run->log_fd = store_log_open(run->ctx, run->id, &err))
+      || (store && (run->log_fd = store_log_open(run->ctx, run->id, false, &err))
                        < 0)) {
     run_fail(run, steal_pointer(&err));
     return;
@@ -495,7 +603,7 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
     case STEP_INSPECT:
     case STEP_PULL:
       /* Nothing of the run exists in the runtime yet; end its command. */
-      child_signal(run->child, SIGKILL);
+      child_terminate(run->child, RUNTIME_KILL_GRACE_MS);
       break;
     case STEP_CONTAINER:
       run->stop_sent_ms = monotonic_ms();

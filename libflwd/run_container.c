@@ -13,6 +13,9 @@
 
 #include "run-internal.h"
 
+static void mark_running(flwd_run *run);
+static void fail_to_run(flwd_run *run, int marker, const char *reason);
+
 /* ---- Container -------------------------------------------------------- */
 
 void
@@ -28,14 +31,37 @@ on_container_output(struct child *child, flwd_stream stream,
 }
 
 static void
+on_rm_retry(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  cleanup_then_finish(run, run->final_state);
+}
+
+static void
 on_rm_exit(struct child *child, int status, void *user)
 {
   flwd_run *run = user;
   finish_after_child(run);
-  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+  bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  /* Podman 4.3 can fail a removal that follows the container's exit too
+   * closely ("device or resource busy" on its shm mount); a moment later
+   * the same removal works. */
+  if (!ok && run->rm_attempts < RM_ATTEMPTS) {
+    struct timeval tv = {0, RM_RETRY_MS * 1000};
+    if (run->rm_retry_ev == NULL)
+      run->rm_retry_ev = evtimer_new(run->ctx->base, on_rm_retry, run);
+    if (run->rm_retry_ev && evtimer_add(run->rm_retry_ev, &tv) == 0)
+      return;
+  }
+  if (!ok)
     ctx_log(run->ctx, FLWD_LOG_WARNING,
             "run %s: removing container %s failed: %s", run->id,
             run->container_name, stderr_text(run));
+  /* A stop command still running is waited for, never killed. */
+  if (run->stopper) {
+    run->finish_pending = true;
+    return;
+  }
   run_finish(run, run->final_state);
 }
 
@@ -45,6 +71,7 @@ void
 cleanup_then_finish(flwd_run *run, flwd_run_state state)
 {
   run->final_state = state;
+  run->rm_attempts++;
   cleanup_strv struct strv argv;
   strv_init(&argv);
   strv_push(&argv, run->plan.runtime_path);
@@ -121,44 +148,11 @@ retry_after_leftover(flwd_run *run)
   return true;
 }
 
+/* Ends a run whose job never ran: MARKER and REASON come from
+ * read_init_marker(). A name conflict leaves the other container alone. */
 static void
-on_container_exit(struct child *child, int status, void *user)
+fail_to_run(flwd_run *run, int marker, const char *reason)
 {
-  flwd_run *run = user;
-  finish_after_child(run);
-  if (run->stopper == NULL && run->stop_retry_ev)
-    event_del(run->stop_retry_ev);
-
-  cleanup_free char *reason = NULL;
-  int marker = read_init_marker(run, &reason);
-  bool exited = WIFEXITED(status);
-  int code = exited ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-
-  json_object *data = data_of("container", run->container_name);
-  json_object_object_add(data, "exit_code", json_object_new_int(code));
-  json_object_object_add(data, "job_started", json_object_new_boolean(
-                                                  marker == 1));
-  emit(run, "container.exited", data);
-
-  if (run->cancel_requested) {
-    if (marker == 1 && code == 128 + SIGKILL)
-      emit(run, "container.killed",
-           data_of("reason", "the grace period ended"));
-    cleanup_then_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
-                                            : FLWD_RUN_CANCELLED);
-    return;
-  }
-
-  if (marker == 1 && exited) {
-    run->exit_status = code;
-    /* Removed by the runtime's --rm already. */
-    run_finish(run, code == 0 ? FLWD_RUN_SUCCEEDED : FLWD_RUN_FAILED);
-    return;
-  }
-
-  if (marker == 0 && is_name_conflict(run) && retry_after_leftover(run))
-    return;
-
   flwd_error *err = NULL;
   if (marker < 0)
     set_error(&err, FLWD_E_OCI, "cannot execute the job's command in image "
@@ -176,12 +170,167 @@ on_container_exit(struct child *child, int status, void *user)
 
   flwd_error_free(run->error);
   run->error = err;
-  /* A name conflict is left alone: the container belongs to someone else. */
   if (flwd_error_code(err) == FLWD_E_NAME_CONFLICT) {
     run_finish(run, FLWD_RUN_ERROR);
     return;
   }
   cleanup_then_finish(run, FLWD_RUN_ERROR);
+}
+
+/* Ends the run after its container stopped with exit CODE (EXITED: the
+ * runtime process exited rather than died of a signal). REMOVED tells
+ * whether the runtime has already removed the container. */
+static void
+container_ended(flwd_run *run, int code, bool exited, bool removed)
+{
+  if (run->stopper == NULL && run->stop_retry_ev)
+    event_del(run->stop_retry_ev);
+
+  cleanup_free char *reason = NULL;
+  int marker = read_init_marker(run, &reason);
+  json_object *data = data_of("container", run->container_name);
+  json_object_object_add(data, "exit_code", json_object_new_int(code));
+  json_object_object_add(data, "job_started", json_object_new_boolean(
+                                                  marker == 1));
+  emit(run, "container.exited", data);
+
+  if (run->cancel_requested) {
+    if (marker == 1 && code == 128 + SIGKILL)
+      emit(run, "container.killed",
+           data_of("reason", "the grace period ended"));
+    cleanup_then_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
+                                            : FLWD_RUN_CANCELLED);
+    return;
+  }
+
+  if (marker == 1 && exited) {
+    run->exit_status = code;
+    flwd_run_state state = code == 0 ? FLWD_RUN_SUCCEEDED : FLWD_RUN_FAILED;
+    if (removed)
+      run_finish(run, state);
+    else
+      cleanup_then_finish(run, state);
+    return;
+  }
+
+  if (marker == 0 && is_name_conflict(run) && retry_after_leftover(run))
+    return;
+  fail_to_run(run, marker, reason);
+}
+
+static void
+on_container_exit(struct child *child, int status, void *user)
+{
+  flwd_run *run = user;
+  finish_after_child(run);
+  bool exited = WIFEXITED(status);
+  int code = exited ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  container_ended(run, code, exited, exited);
+}
+
+/* ---- Detached mode ---------------------------------------------------- */
+
+/* In detached mode two commands follow the container: the runtime's wait,
+ * which returns its exit code, and its logs, which stream its output. The
+ * run ends once both are done. */
+static void
+detached_maybe_done(flwd_run *run)
+{
+  if (!run->waiter_done || run->follower)
+    return;
+  if (run->follow_grace_ev)
+    evtimer_del(run->follow_grace_ev);
+  container_ended(run, run->waiter_code, run->waiter_code >= 0, false);
+}
+
+static void
+on_follower_exit(struct child *child, int status, void *user)
+{
+  flwd_run *run = user;
+  child_free(run->follower);
+  run->follower = NULL;
+  detached_maybe_done(run);
+}
+
+static void
+on_follow_grace(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  child_terminate(run->follower, RUNTIME_KILL_GRACE_MS);
+}
+
+static void
+on_waiter_exit(struct child *child, int status, void *user)
+{
+  flwd_run *run = user;
+  run->waiter_code = -1;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && run->captured.data) {
+    char *end = NULL;
+    long code = strtol(run->captured.data, &end, 10);
+    if (end != run->captured.data && code >= 0 && code <= 255)
+      run->waiter_code = (int)code;
+  }
+  finish_after_child(run);
+  run->waiter_done = true;
+
+  /* The logs command ends by itself when the container stops; give it a
+   * moment to drain, then stop waiting for it. */
+  if (run->follower) {
+    struct timeval tv = {5, 0};
+    if (run->follow_grace_ev == NULL)
+      run->follow_grace_ev = evtimer_new(run->ctx->base, on_follow_grace, run);
+    if (run->follow_grace_ev)
+      evtimer_add(run->follow_grace_ev, &tv);
+  }
+  detached_maybe_done(run);
+}
+
+/* Starts following a detached container: its exit and its output. */
+void
+follow_container(flwd_run *run)
+{
+  cleanup_error flwd_error *err = NULL;
+  cleanup_strv struct strv logs;
+  strv_init(&logs);
+  strv_push(&logs, run->plan.runtime_path);
+  run->plan.runtime->logs_argv(run->container_name, &logs);
+  if (child_spawn(run->ctx, &logs, on_container_output, on_follower_exit, run,
+                  &run->follower, &err)
+      < 0) {
+    run_fail(run, steal_pointer(&err));
+    return;
+  }
+
+  cleanup_strv struct strv wait;
+  strv_init(&wait);
+  strv_push(&wait, run->plan.runtime_path);
+  run->plan.runtime->wait_argv(run->container_name, &wait);
+  run->waiter_done = false;
+  if (spawn_step(run, STEP_CONTAINER, &wait, on_capture_output,
+                 on_waiter_exit, &err)
+      < 0)
+    run_fail(run, steal_pointer(&err));
+}
+
+static void
+on_detached_start_exit(struct child *child, int status, void *user)
+{
+  flwd_run *run = user;
+  finish_after_child(run);
+  if (run->cancel_requested) {
+    cleanup_then_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
+                                            : FLWD_RUN_CANCELLED);
+    return;
+  }
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    if (is_name_conflict(run) && retry_after_leftover(run))
+      return;
+    cleanup_free char *reason = NULL;
+    fail_to_run(run, read_init_marker(run, &reason), reason);
+    return;
+  }
+  mark_running(run);
+  follow_container(run);
 }
 
 static void
@@ -219,8 +368,28 @@ run_layout_fill(flwd_ctx *ctx, const struct plan *plan, const char *run_id,
   layout->host_dir = host_dir;
   layout->env_file = env_file;
   layout->init_path = ctx->init_path;
+  layout->state_dir = ctx->state_dir;
   layout->command = command;
   return 0;
+}
+
+/* Moves the run to running: the container exists and its process has
+ * been started by the runtime. */
+static void
+mark_running(flwd_run *run)
+{
+  run->state = FLWD_RUN_RUNNING;
+  format_utc_now(run->started_at);
+  record_run(run);
+  emit(run, "container.started", data_of("container", run->container_name));
+
+  if (run->job->timeout_ms > 0) {
+    struct timeval tv = {run->job->timeout_ms / 1000,
+                         (run->job->timeout_ms % 1000) * 1000};
+    run->timeout_ev = evtimer_new(run->ctx->base, on_timeout, run);
+    if (run->timeout_ev)
+      evtimer_add(run->timeout_ev, &tv);
+  }
 }
 
 void
@@ -238,33 +407,29 @@ step_container(flwd_run *run)
   struct run_layout layout;
   cleanup_strv struct strv argv;
   strv_init(&argv);
+  bool detached = run->plan.detached;
   if (run_layout_fill(run->ctx, &run->plan, run->id, run->container_name,
                       run->host_dir, run->env_file, &run->command, &layout,
                       &err)
           < 0
       || plan_build_argv(&run->plan, &layout, &argv, &err) < 0
-      || spawn_step(run, STEP_CONTAINER, &argv, on_container_output,
-                    on_container_exit, &err)
+      || spawn_step(run, STEP_CONTAINER, &argv,
+                    detached ? on_capture_output : on_container_output,
+                    detached ? on_detached_start_exit : on_container_exit,
+                    &err)
              < 0) {
     run_fail(run, steal_pointer(&err));
     return;
   }
   run->container_spawned = true;
-  run->state = FLWD_RUN_RUNNING;
-  format_utc_now(run->started_at);
-  record_run(run);
-
   json_object *data = data_of("container", run->container_name);
   json_object_object_add(data, "argv", strv_to_json(&argv));
-  emit(run, "container.started", data);
+  emit(run, "container.created", data);
 
-  if (run->job->timeout_ms > 0) {
-    struct timeval tv = {run->job->timeout_ms / 1000,
-                         (run->job->timeout_ms % 1000) * 1000};
-    run->timeout_ev = evtimer_new(run->ctx->base, on_timeout, run);
-    if (run->timeout_ev)
-      evtimer_add(run->timeout_ev, &tv);
-  }
+  /* Attached, the runtime starts the container right away; detached, the
+   * start is known once the run command returns. */
+  if (!detached)
+    mark_running(run);
 }
 
 /* ---- Cancel ----------------------------------------------------------- */
@@ -281,6 +446,10 @@ on_stop_exit(struct child *child, int status, void *user)
   flwd_run *run = user;
   child_free(run->stopper);
   run->stopper = NULL;
+  if (run->finish_pending) {
+    run_finish(run, run->final_state);
+    return;
+  }
   if (run->step != STEP_CONTAINER)
     return;
 
@@ -290,11 +459,11 @@ on_stop_exit(struct child *child, int status, void *user)
   long long waited = monotonic_ms() - run->stop_sent_ms;
   if (waited > run->job->stop_timeout_ms + STOP_SLACK_MS) {
     ctx_log(run->ctx, FLWD_LOG_WARNING,
-            "run %s: the runtime did not stop container %s; killing the "
-            "attached runtime process",
+            "run %s: the runtime did not stop container %s; ending the "
+            "attached runtime process, then removing the container",
             run->id, run->container_name);
     emit(run, "kill.sent", data_of("container", run->container_name));
-    child_signal(run->child, SIGKILL);
+    child_terminate(run->child, RUNTIME_KILL_GRACE_MS);
     return;
   }
   if (run->stop_retry_ev == NULL)
@@ -320,6 +489,6 @@ send_stop(flwd_run *run)
       < 0) {
     ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: %s", run->id,
             flwd_error_message(err));
-    child_signal(run->child, SIGKILL);
+    child_terminate(run->child, RUNTIME_KILL_GRACE_MS);
   }
 }

@@ -221,6 +221,9 @@ flwd_run_to_json(const flwd_run *run)
                          run->planned ? json_object_new_string(
                                             run->plan.runtime->name)
                                       : NULL);
+  json_object_object_add(obj, "metadata",
+                         run->metadata ? json_object_get(run->metadata)
+                                       : json_object_new_object());
   json_object_object_add(obj, "log_truncated",
                          json_object_new_boolean(run->log_dropped > 0));
   json_object_object_add(obj, "log_dropped_bytes",

@@ -141,12 +141,26 @@ runtime_push_mounts(const struct run_layout *layout, struct strv *argv)
 }
 
 int
+runtime_push_mode(const struct plan *plan, struct strv *argv)
+{
+  if (plan->detached)
+    return strv_push(argv, "--detach");
+  /* Attached: the runtime removes the container when it exits, and
+   * signals to flwd decide how the run stops, so the runtime must not
+   * pass them on to the container by itself. */
+  int ret = strv_push(argv, "--rm");
+  ret |= strv_push(argv, "--sig-proxy=false");
+  return ret;
+}
+
+int
 runtime_push_identity(const struct run_layout *layout, struct strv *argv)
 {
   int ret = 0;
   ret |= strv_pushf(argv, "--name=%s", layout->container_name);
   ret |= strv_pushf(argv, "--label=io.flwd.run-id=%s", layout->run_id);
   ret |= strv_pushf(argv, "--label=io.flwd.job-id=%s", layout->job_id);
+  ret |= strv_pushf(argv, "--label=io.flwd.state-dir=%s", layout->state_dir);
   ret |= strv_pushf(argv, "--env-file=%s", layout->env_file);
   return ret;
 }

@@ -196,8 +196,7 @@ docker_run_argv(const struct plan *plan, const struct run_layout *layout,
 {
   int ret = 0;
   ret |= strv_push(argv, "run");
-  ret |= strv_push(argv, "--rm");
-  ret |= strv_push(argv, "--sig-proxy=false");
+  ret |= runtime_push_mode(plan, argv);
   ret |= strv_push(argv, "--pull=never");
   ret |= runtime_push_identity(layout, argv);
   if (plan->profile != PROFILE_DISABLED) {
@@ -273,6 +272,35 @@ docker_labels_argv(const char *name, struct strv *argv)
   return ret;
 }
 
+static int
+docker_wait_argv(const char *name, struct strv *argv)
+{
+  int ret = strv_push(argv, "wait");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+static int
+docker_logs_argv(const char *name, struct strv *argv)
+{
+  int ret = strv_push(argv, "logs");
+  ret |= strv_push(argv, "--follow");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+static int
+docker_list_argv(const char *key, const char *value, struct strv *argv)
+{
+  int ret = strv_push(argv, "ps");
+  ret |= strv_push(argv, "--all");
+  ret |= strv_pushf(argv, "--filter=label=%s=%s", key, value);
+  ret |= strv_push(argv, "--format={{.Names}}");
+  return ret;
+}
+
 const struct runtime runtime_docker = {
   .name = "docker",
   .probe = docker_probe,
@@ -283,4 +311,7 @@ const struct runtime runtime_docker = {
   .kill_argv = docker_kill_argv,
   .rm_argv = docker_rm_argv,
   .labels_argv = docker_labels_argv,
+  .wait_argv = docker_wait_argv,
+  .logs_argv = docker_logs_argv,
+  .list_argv = docker_list_argv,
 };

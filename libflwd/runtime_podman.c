@@ -27,10 +27,7 @@ podman_run_argv(const struct plan *plan, const struct run_layout *layout,
 {
   int ret = 0;
   ret |= strv_push(argv, "run");
-  ret |= strv_push(argv, "--rm");
-  /* Signals to flwd decide how the run stops; the runtime must not pass
-   * them on to the container by itself. */
-  ret |= strv_push(argv, "--sig-proxy=false");
+  ret |= runtime_push_mode(plan, argv);
   ret |= strv_push(argv, "--pull=never");
   ret |= runtime_push_identity(layout, argv);
 
@@ -118,6 +115,35 @@ podman_labels_argv(const char *name, struct strv *argv)
   return ret;
 }
 
+static int
+podman_wait_argv(const char *name, struct strv *argv)
+{
+  int ret = strv_push(argv, "wait");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+static int
+podman_logs_argv(const char *name, struct strv *argv)
+{
+  int ret = strv_push(argv, "logs");
+  ret |= strv_push(argv, "--follow");
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+static int
+podman_list_argv(const char *key, const char *value, struct strv *argv)
+{
+  int ret = strv_push(argv, "ps");
+  ret |= strv_push(argv, "--all");
+  ret |= strv_pushf(argv, "--filter=label=%s=%s", key, value);
+  ret |= strv_push(argv, "--format={{.Names}}");
+  return ret;
+}
+
 const struct runtime runtime_podman = {
   .name = "podman",
   .probe = podman_probe,
@@ -128,4 +154,7 @@ const struct runtime runtime_podman = {
   .kill_argv = podman_kill_argv,
   .rm_argv = podman_rm_argv,
   .labels_argv = podman_labels_argv,
+  .wait_argv = podman_wait_argv,
+  .logs_argv = podman_logs_argv,
+  .list_argv = podman_list_argv,
 };

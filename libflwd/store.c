@@ -372,6 +372,122 @@ flwd_store_events_json(flwd_ctx *ctx, const char *id, long long after_seq,
   return ret;
 }
 
+int
+flwd_store_find_by_metadata(flwd_ctx *ctx, const char *key,
+                            const char *value, char **out, flwd_error **err)
+{
+  struct store *store;
+  int ret = open_for_query(ctx, &store, err);
+  if (ret < 0)
+    return ret;
+  /* The key is quoted in the JSON path, so '.' in a key stays part of it. */
+  sqlite3_stmt *stmt = NULL;
+  if (sqlite3_prepare_v2(store->db,
+                         "SELECT doc FROM runs WHERE json_extract(doc, "
+                         "'$.metadata.\"' || ?1 || '\"') = ?2 "
+                         "ORDER BY created_at DESC LIMIT 1",
+                         -1, &stmt, NULL)
+      != SQLITE_OK)
+    return db_error(store, err, "cannot read");
+  sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(stmt, 2, value, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) {
+    *out = strdup((const char *)sqlite3_column_text(stmt, 0));
+    ret = *out ? 0 : set_error(err, FLWD_E_INTERNAL, "out of memory");
+  } else if (rc == SQLITE_DONE) {
+    ret = set_error(err, FLWD_E_RUN_NOT_FOUND,
+                    "no run has metadata '%s' with that value", key);
+  } else {
+    ret = db_error(store, err, "cannot read");
+  }
+  sqlite3_finalize(stmt);
+  return ret;
+}
+
+int
+flwd_store_count_json(flwd_ctx *ctx, char **out, flwd_error **err)
+{
+  struct store *store;
+  int ret = open_for_query(ctx, &store, err);
+  if (ret < 0)
+    return ret;
+  cleanup_json json_object *counts = json_object_new_object();
+  for (int state = FLWD_RUN_QUEUED; state <= FLWD_RUN_ERROR; state++)
+    json_object_object_add(counts, flwd_run_state_name((flwd_run_state)state),
+                           json_object_new_int64(0));
+
+  sqlite3_stmt *stmt = NULL;
+  if (sqlite3_prepare_v2(store->db,
+                         "SELECT state, count(*) FROM runs GROUP BY state", -1,
+                         &stmt, NULL)
+      != SQLITE_OK)
+    return db_error(store, err, "cannot read");
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    const char *state = (const char *)sqlite3_column_text(stmt, 0);
+    if (state)
+      json_object_object_add(counts, state, json_object_new_int64(
+                                                sqlite3_column_int64(stmt, 1)));
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE)
+    return db_error(store, err, "cannot read");
+  *out = json_to_string_owned(counts, JSON_C_TO_STRING_PLAIN);
+  return *out ? 0 : set_error(err, FLWD_E_INTERNAL, "out of memory");
+}
+
+/* Calls FN with the id and document of each run whose state is not final,
+ * oldest first. */
+int
+store_foreach_unfinished(struct store *store,
+                         int (*fn)(const char *id, const char *doc,
+                                   void *user),
+                         void *user, flwd_error **err)
+{
+  sqlite3_stmt *stmt = NULL;
+  if (sqlite3_prepare_v2(store->db,
+                         "SELECT id, doc FROM runs WHERE state IN "
+                         "('queued', 'preparing', 'running') "
+                         "ORDER BY created_at",
+                         -1, &stmt, NULL)
+      != SQLITE_OK)
+    return db_error(store, err, "cannot read");
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+    fn((const char *)sqlite3_column_text(stmt, 0),
+       (const char *)sqlite3_column_text(stmt, 1), user);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE)
+    return db_error(store, err, "cannot read");
+  return 0;
+}
+
+/* Returns the highest event sequence number stored for RUN_ID, or 0. */
+long long
+store_last_seq(struct store *store, const char *run_id)
+{
+  sqlite3_stmt *stmt = NULL;
+  long long seq = 0;
+  if (sqlite3_prepare_v2(store->db,
+                         "SELECT max(seq) FROM events WHERE run_id = ?1", -1,
+                         &stmt, NULL)
+      != SQLITE_OK)
+    return 0;
+  sqlite3_bind_text(stmt, 1, run_id, -1, SQLITE_STATIC);
+  if (sqlite3_step(stmt) == SQLITE_ROW)
+    seq = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  return seq;
+}
+
+/* Returns whether RUN_ID has a row in the store. */
+bool
+store_has_run(struct store *store, const char *run_id)
+{
+  return run_exists(store, run_id, NULL) == 0;
+}
+
 /* ---- Logs ------------------------------------------------------------- */
 
 char *
@@ -381,7 +497,8 @@ store_log_path(flwd_ctx *ctx, const char *run_id)
 }
 
 int
-store_log_open(flwd_ctx *ctx, const char *run_id, flwd_error **err)
+store_log_open(flwd_ctx *ctx, const char *run_id, bool truncate,
+               flwd_error **err)
 {
   cleanup_free char *dir = xasprintf("%s/logs", ctx->state_dir);
   cleanup_free char *path = store_log_path(ctx, run_id);
@@ -390,7 +507,9 @@ store_log_open(flwd_ctx *ctx, const char *run_id, flwd_error **err)
   if (mkdir_p(dir, 0700) < 0)
     return set_error_errno(err, FLWD_E_STORE_FAILED, errno,
                            "cannot create the log directory '%s'", dir);
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC
+                         | (truncate ? O_TRUNC : 0),
+                0600);
   if (fd < 0)
     return set_error_errno(err, FLWD_E_STORE_FAILED, errno,
                            "cannot open the log '%s'", path);
