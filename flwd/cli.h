@@ -28,6 +28,9 @@ int cmd_run(struct cli *cli, int argc, char **argv);
 int cmd_plan(struct cli *cli, int argc, char **argv);
 int cmd_jobs(struct cli *cli, int argc, char **argv);
 int cmd_validate(struct cli *cli, int argc, char **argv);
+int cmd_runs(struct cli *cli, int argc, char **argv);
+int cmd_show(struct cli *cli, int argc, char **argv);
+int cmd_logs(struct cli *cli, int argc, char **argv);
 
 /* Prints the help of JOB, generated from its declared arguments. */
 void print_job_help(const flwd_job *job);

@@ -19,6 +19,10 @@ static const char usage_text[] =
     "nothing\n"
     "  jobs [--json]              list the jobs found and their arguments\n"
     "  validate FILE...           check job specs\n"
+    "  runs [--job ID] [--state STATE] [--limit N] [--json]\n"
+    "                             list recent runs, newest first\n"
+    "  show RUN                   print a run and its events as JSON\n"
+    "  logs RUN [--json]          print a run's stored output\n"
     "  JOB --help                 describe a job's arguments\n"
     "\n"
     "Options:\n"
@@ -65,6 +69,9 @@ static const struct command commands[] = {
   {"plan", cmd_plan},
   {"jobs", cmd_jobs},
   {"validate", cmd_validate},
+  {"runs", cmd_runs},
+  {"show", cmd_show},
+  {"logs", cmd_logs},
 };
 
 struct global_option {
@@ -77,6 +84,7 @@ static const struct global_option value_options[] = {
   {"--runtime", FLWD_OPT_RUNTIME},
   {"--pull", FLWD_OPT_PULL_POLICY},
   {"--state-dir", FLWD_OPT_STATE_DIR},
+  {"--max-runs", FLWD_OPT_MAX_RUNS},
 };
 
 /* Applies "--NAME VALUE" or "--NAME=VALUE" at ARGV[*I] if NAME is a
