@@ -67,6 +67,10 @@ flwd_error_free(flwd_error *err)
 
 static int
 set_error_va(flwd_error **err, flwd_code code, int errnum, const char *fmt,
+             va_list ap) FLWD_PRINTF(4, 0);
+
+static int
+set_error_va(flwd_error **err, flwd_code code, int errnum, const char *fmt,
              va_list ap)
 {
   if (err == NULL || *err != NULL)
