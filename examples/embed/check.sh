@@ -54,9 +54,10 @@ image_present() {
             runtime=docker
         fi
     fi
+    # A runtime stuck on a lock would hang the check, so bound the query.
     case $runtime in
-    podman) "${FLWD_PODMAN:-podman}" image exists "$image" ;;
-    docker) "${FLWD_DOCKER:-docker}" image inspect "$image" >/dev/null 2>&1 ;;
+    podman) timeout 60 "${FLWD_PODMAN:-podman}" image exists "$image" ;;
+    docker) timeout 60 "${FLWD_DOCKER:-docker}" image inspect "$image" >/dev/null 2>&1 ;;
     *) return 1 ;;
     esac
 }
@@ -66,7 +67,11 @@ image_present() {
 for tool in meson ninja make cc pkg-config; do
     command -v "$tool" >/dev/null || fail "$tool not found on PATH"
 done
-if ! image_present; then
+status=0
+image_present || status=$?
+if ((status == 124)); then
+    fail "the container runtime did not answer within 60 s; check 'podman ps' or 'docker ps'"
+elif ((status != 0)); then
     skip "no container runtime with the image $image; run scripts/setup.sh"
 fi
 
