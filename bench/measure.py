@@ -142,9 +142,9 @@ def summarize(samples):
     }
 
 
-def check_status(what, status):
+def check_status(command_label, status):
     if status != 0:
-        sys.exit(f"measure: {what} exited with status {status}")
+        sys.exit(f"measure: {command_label} exited with status {status}")
 
 
 def main():
