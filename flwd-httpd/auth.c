@@ -2,7 +2,7 @@
  *
  * A presented token is compared with every configured token over the full
  * TOKEN_MAX bytes of zero-padded buffers, and lengths are compared without
- * a branch, so the time of a check does not tell an attacker how many
+ * a branch. So the time of a check does not tell an attacker how many
  * leading bytes matched, how long a configured token is, or which token
  * matched. */
 #include <ctype.h>

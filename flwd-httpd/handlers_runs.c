@@ -273,7 +273,7 @@ handle_run_get(struct request *r)
   flwd_free(text);
 }
 
-/* Answers GET /runs/{id}/events or /logs: the stored items after the
+/* Replies to GET /runs/{id}/events or /logs: the stored items after the
  * "after" position as {"KEY": [...]}, or a stream with follow=true. */
 static void
 answer_items(struct request *r, enum stream_kind kind, const char *key)

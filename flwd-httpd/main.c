@@ -16,7 +16,7 @@
 
 #include "server.h"
 
-/* Longest time a shutdown waits for open connections to close. */
+/* Maximum time a shutdown waits for open connections to close. */
 static const struct timeval drain_max = {5, 0};
 static const struct timeval drain_check = {0, 100 * 1000};
 
@@ -119,13 +119,13 @@ setup_http(struct server *srv)
   srv->http = evhttp_new(srv->base);
   if (srv->http == NULL)
     return -1;
-  /* NOTE: evhttp itself answers a body over the limit, and a request line
-   * or headers over theirs, with 413 or 400 and an HTML page of its own:
-   * libevent 2.1 calls no handler for them, so those bodies are not JSON. */
+  /* NOTE: evhttp itself replies to a body over the limit with 413, and to
+   * a request line or headers over theirs with 400. libevent 2.1 calls no
+   * handler for them, so those replies have its HTML page, not JSON. */
   evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body);
   evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_headers);
   evhttp_set_timeout(srv->http, cfg->request_timeout);
-  /* Every method reaches the router, which answers 405 with JSON. */
+  /* Every method reaches the router, which replies 405 with JSON. */
   evhttp_set_allowed_methods(
       srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD
                      | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
@@ -220,8 +220,8 @@ setup_signals(struct server *srv)
 /* Releases what the server holds. The context is freed only when no run
  * is active in it, because flwd_ctx_free() cancels active runs.
  *
- * NOTE: with runs still active the context, its event loop and the run
- * records stay allocated until the process exits; the library has no call
+ * NOTE: with runs still active, the context, its event loop and the run
+ * records stay allocated until the process exits. The library has no call
  * that frees a context and leaves its detached runs running. */
 static void
 teardown(struct server *srv)

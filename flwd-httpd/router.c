@@ -18,7 +18,7 @@ struct route {
    * and the text after "{id}" up to the next '/' must end that segment. */
   const char *pattern;
   handler_fn handler;
-  bool public; /* answered without a token */
+  bool public; /* served without a token */
 };
 
 static const struct route routes[] = {

@@ -76,7 +76,7 @@ on_output(flwd_run *run, flwd_stream stream, const char *data, size_t len,
   stream_pump_all(user, STREAM_LOGS, false);
 }
 
-/* Ends ENTRY's streams, frees its run and forgets it. */
+/* Ends ENTRY's streams, frees its run and removes the entry. */
 static void
 entry_finish(struct run_entry *entry)
 {

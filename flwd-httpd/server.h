@@ -246,7 +246,7 @@ bool runs_any_active(struct server *srv);
 /* Starts a Server-Sent Events reply of R's run from position AFTER. */
 void stream_start(struct request *r, enum stream_kind kind, long long after);
 
-/* Sends what the store holds past the position of each of ENTRY's streams
+/* Sends what the store contains past the position of each of ENTRY's streams
  * of KIND, or of every kind when FINAL. FINAL is true once the run has
  * ended, which ends the streams. */
 void stream_pump_all(struct run_entry *entry, enum stream_kind kind,

@@ -102,8 +102,8 @@ stream_free(struct stream *s)
   free(s);
 }
 
-/* Sets the timeouts of S's connection: while a stream is open the client
- * sends nothing, so only a stalled write times out; afterwards the
+/* Sets the timeouts of S's connection. While a stream is open the client
+ * sends nothing, so only a stalled write times out. Afterwards the
  * connection gets back --request-timeout for both directions. */
 static void
 set_stream_timeouts(struct stream *s, bool streaming)
