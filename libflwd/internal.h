@@ -299,6 +299,11 @@ struct plan;
  * functions; run.c and plan.c only see this table. */
 struct runtime {
   const char *name;
+  /* Podman 4.3 can deadlock when two of its processes create containers
+   * with --userns=auto at once (a lock-order inversion between its
+   * storage and layer locks), so flwd creates one container at a time
+   * per host user for runtimes that set this. */
+  bool serialize_create;
   /* Returns 0 when the runtime at PATH is usable and fills CAPS, or fills
    * ERR with what failed. Must be quick: it runs once per context. */
   int (*probe)(flwd_ctx *ctx, const char *path, struct runtime_caps *caps,

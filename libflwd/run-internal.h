@@ -16,6 +16,10 @@
 #define STOP_SLACK_MS 10000
 /* How long a runtime command has to exit after SIGTERM before SIGKILL. */
 #define RUNTIME_KILL_GRACE_MS 10000
+/* How often a run checks the create lock or its container's start, and
+ * how long the runtime may take to start the job's process. */
+#define CREATE_POLL_MS 50
+#define START_TIMEOUT_MS 120000
 /* Attempts at removing a container, and the pause between them. */
 #define RM_ATTEMPTS 4
 #define RM_RETRY_MS 500
@@ -31,6 +35,7 @@ typedef enum {
   STEP_NONE,
   STEP_INSPECT,
   STEP_PULL_WAIT,
+  STEP_CREATE_WAIT,
   STEP_PULL,
   STEP_CONTAINER,
   STEP_CLEANUP,
@@ -104,6 +109,9 @@ struct flwd_run {
   struct event *follow_grace_ev;
   struct event *watchdog_ev;
   struct event *rm_retry_ev;
+  int create_lock_fd;          /* held while the runtime creates */
+  struct event *create_ev;     /* lock retry, then the start watch */
+  long long create_started_ms;
   int rm_attempts;
 
   int pull_lock_fd;
@@ -131,6 +139,7 @@ FLWD_HIDDEN int command_from_image(flwd_run *run, const char *config_json,
 FLWD_HIDDEN void step_container(flwd_run *run);
 FLWD_HIDDEN void send_stop(flwd_run *run);
 FLWD_HIDDEN void follow_container(flwd_run *run);
+FLWD_HIDDEN void release_create_lock(flwd_run *run);
 FLWD_HIDDEN int run_layout_fill(flwd_ctx *ctx, const struct plan *plan,
                                 const char *run_id,
                                 const char *container_name,

@@ -50,6 +50,7 @@ run_alloc(flwd_ctx *ctx, flwd_job *job, flwd_args *args, const char *id)
   run->exit_status = -1;
   run->log_fd = -1;
   run->pull_lock_fd = -1;
+  run->create_lock_fd = -1;
   run->events = json_object_new_array();
   run->metadata = json_object_new_object();
   format_utc_now(run->created_at);
@@ -248,6 +249,10 @@ free_run_memory(flwd_run *run)
     event_free(run->watchdog_ev);
   if (run->rm_retry_ev)
     event_free(run->rm_retry_ev);
+  if (run->create_ev)
+    event_free(run->create_ev);
+  if (run->create_lock_fd >= 0)
+    close(run->create_lock_fd);
   child_free(run->child);
   child_free(run->follower);
   child_free(run->stopper);
@@ -594,6 +599,12 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
     case STEP_NONE:
       /* Not started yet: the start callback sees the request and ends. */
       break;
+    case STEP_CREATE_WAIT:
+      evtimer_del(run->create_ev);
+      run->step = STEP_NONE;
+      run_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
+                                     : FLWD_RUN_CANCELLED);
+      break;
     case STEP_PULL_WAIT:
       evtimer_del(run->pull_wait_ev);
       run->step = STEP_NONE;
@@ -651,6 +662,9 @@ run_finish(flwd_run *run, flwd_run_state state)
   if (run->start_ev)
     evtimer_del(run->start_ev);
   release_pull_lock(run);
+  release_create_lock(run);
+  if (run->create_ev)
+    evtimer_del(run->create_ev);
   flush_partial_lines(run);
   if (run->log_dropped > 0) {
     json_object *data = json_object_new_object();

@@ -223,6 +223,7 @@ on_container_exit(struct child *child, int status, void *user)
 {
   flwd_run *run = user;
   finish_after_child(run);
+  release_create_lock(run);
   bool exited = WIFEXITED(status);
   int code = exited ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   container_ended(run, code, exited, exited);
@@ -317,6 +318,7 @@ on_detached_start_exit(struct child *child, int status, void *user)
 {
   flwd_run *run = user;
   finish_after_child(run);
+  release_create_lock(run);
   if (run->cancel_requested) {
     cleanup_then_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
                                             : FLWD_RUN_CANCELLED);
@@ -392,10 +394,110 @@ mark_running(flwd_run *run)
   }
 }
 
+/* ---- Create lock ----------------------------------------------------- */
+
+static char *
+create_lock_path(void)
+{
+  if (geteuid() == 0)
+    return strdup("/run/flwd/create.lock");
+  const char *dir = getenv("XDG_RUNTIME_DIR");
+  if (dir && *dir == '/')
+    return xasprintf("%s/flwd/create.lock", dir);
+  return xasprintf("/tmp/flwd-%u/create.lock", (unsigned)geteuid());
+}
+
+/* Returns 1 when the run holds the create lock, 0 when another run holds
+ * it, and -1 when locking is impossible (the run goes on unserialized). */
+static int
+try_create_lock(flwd_run *run)
+{
+  cleanup_free char *path = create_lock_path();
+  char *slash = path ? strrchr(path, '/') : NULL;
+  if (slash == NULL)
+    return -1;
+  *slash = '\0';
+  int made = mkdir_p(path, 0700);
+  *slash = '/';
+  int fd = made == 0 ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+  if (fd < 0)
+    return -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int saved = errno;
+    close(fd);
+    return saved == EWOULDBLOCK ? 0 : -1;
+  }
+  run->create_lock_fd = fd;
+  return 1;
+}
+
+void
+release_create_lock(flwd_run *run)
+{
+  if (run->create_lock_fd >= 0) {
+    close(run->create_lock_fd);
+    run->create_lock_fd = -1;
+  }
+}
+
+static void
+on_create_retry(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  run->step = STEP_NONE;
+  step_container(run);
+}
+
+static void
+arm_create_timer(flwd_run *run, event_callback_fn fn)
+{
+  if (run->create_ev)
+    event_free(run->create_ev);
+  run->create_ev = evtimer_new(run->ctx->base, fn, run);
+  struct timeval tv = {0, CREATE_POLL_MS * 1000};
+  if (run->create_ev)
+    evtimer_add(run->create_ev, &tv);
+}
+
+/* Watches an attached container's start: the create lock is released once
+ * flwd-init has left its marker, and a runtime that has not started the
+ * job's process in time is ended, which also frees whatever it holds. */
+static void
+on_start_watch(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  if (run->step != STEP_CONTAINER || run->child == NULL)
+    return;
+  cleanup_free char *marker = xasprintf("%s/status/exec", run->host_dir);
+  if (marker && access(marker, F_OK) == 0) {
+    release_create_lock(run);
+    return;
+  }
+  if (monotonic_ms() - run->create_started_ms > START_TIMEOUT_MS) {
+    ctx_log(run->ctx, FLWD_LOG_ERROR,
+            "run %s: %s did not start container %s within %d s; ending it",
+            run->id, run->plan.runtime->name, run->container_name,
+            START_TIMEOUT_MS / 1000);
+    static const char note[] = "the runtime did not start the container in "
+                               "time";
+    keep_tail(&run->stderr_tail, note, sizeof(note) - 1);
+    release_create_lock(run);
+    child_terminate(run->child, RUNTIME_KILL_GRACE_MS);
+    return;
+  }
+  arm_create_timer(run, on_start_watch);
+}
+
 void
 step_container(flwd_run *run)
 {
   cleanup_error flwd_error *err = NULL;
+  if (run->plan.runtime->serialize_create && run->create_lock_fd < 0
+      && try_create_lock(run) == 0) {
+    run->step = STEP_CREATE_WAIT;
+    arm_create_timer(run, on_create_retry);
+    return;
+  }
   if (run->job->has_command) {
     strv_clear(&run->command);
     if (plan_expand_command(&run->plan, run->id, &run->command, &err) < 0) {
@@ -422,9 +524,12 @@ step_container(flwd_run *run)
     return;
   }
   run->container_spawned = true;
+  run->create_started_ms = monotonic_ms();
   json_object *data = data_of("container", run->container_name);
   json_object_object_add(data, "argv", strv_to_json(&argv));
   emit(run, "container.created", data);
+  if (!detached)
+    arm_create_timer(run, on_start_watch);
 
   /* Attached, the runtime starts the container right away; detached, the
    * start is known once the run command returns. */

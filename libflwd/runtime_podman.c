@@ -146,6 +146,7 @@ podman_list_argv(const char *key, const char *value, struct strv *argv)
 
 const struct runtime runtime_podman = {
   .name = "podman",
+  .serialize_create = true,
   .probe = podman_probe,
   .run_argv = podman_run_argv,
   .image_inspect_argv = podman_image_inspect_argv,
