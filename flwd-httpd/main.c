@@ -217,12 +217,9 @@ setup_signals(struct server *srv)
   return 0;
 }
 
-/* Releases what the server holds. The context is freed only when no run
- * is active in it, because flwd_ctx_free() cancels active runs.
- *
- * NOTE: with runs still active, the context, its event loop and the run
- * records stay allocated until the process exits. The library has no call
- * that frees a context and leaves its detached runs running. */
+/* Releases what the server holds. Active runs are left running in their
+ * containers: flwd_ctx_abandon() frees the context without stopping them,
+ * and the next start adopts them. */
 static void
 teardown(struct server *srv)
 {
@@ -237,14 +234,15 @@ teardown(struct server *srv)
     event_free(srv->drain_event);
   if (srv->drain_timeout_event)
     event_free(srv->drain_timeout_event);
-  if (srv->ctx && runs_any_active(srv)) {
+  /* Adopted runs are not in the server's own list, so the context is
+   * always abandoned rather than freed, which would cancel them. */
+  if (srv->ctx && runs_any_active(srv))
     log_msg(FLWD_LOG_INFO, "leaving the active runs to the next start");
-  } else {
-    if (srv->ctx)
-      flwd_ctx_free(srv->ctx);
-    if (srv->base)
-      event_base_free(srv->base);
-  }
+  flwd_ctx_abandon(srv->ctx);
+  srv->ctx = NULL;
+  if (srv->base)
+    event_base_free(srv->base);
+  srv->base = NULL;
   auth_clear(&srv->tokens);
   config_clear(&srv->cfg);
 }
@@ -292,7 +290,5 @@ main(int argc, char **argv)
   }
   teardown(&srv);
   log_msg(FLWD_LOG_INFO, "stopped");
-  /* exit() rather than return keeps SRV, and through it the context of
-   * runs left active, reachable for leak checkers until the end. */
-  exit(status);
+  return status;
 }

@@ -4,9 +4,9 @@
  * server sets them once per run and fans out to the run's follow streams
  * from here.
  *
- * NOTE: runs adopted by flwd_ctx_reconcile() have no entry here. The
- * library owns them and calls no callback set on them, so their follow
- * streams poll the store like those of runs of another process. */
+ * Runs adopted by flwd_ctx_reconcile() have no entry here: the library
+ * owns them, so their follow streams poll the store like those of runs of
+ * another process. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -70,7 +70,8 @@ arg_bind_text(const struct arg_spec *arg, const char *text, json_object **out,
         return set_error(err, FLWD_E_ARGS_INVALID,
                          "argument '%s': expected a number, got '%s'",
                          arg->name, text);
-      *out = json_object_new_double(value);
+      /* Keep the text as given, so that 0.1 reaches the job as 0.1. */
+      *out = json_object_new_double_s(value, text);
       return 0;
     }
 

@@ -98,6 +98,10 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
   int ret = validate_option(FLWD_OPT_RUNTIME, ctx->runtime_choice, err);
   if (ret == 0)
     ret = validate_option(FLWD_OPT_RUN_MODE, ctx->run_mode, err);
+  if (ret == 0)
+    ret = validate_option(FLWD_OPT_STATE_DIR, ctx->state_dir, err);
+  if (ret == 0)
+    ret = validate_option(FLWD_OPT_INIT_PATH, ctx->init_path, err);
   if (ret < 0) {
     wrap_error(err, ret, "invalid environment");
     flwd_ctx_free(ctx);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -23,6 +24,10 @@ extern char **environ;
  * grandchild that inherited them could otherwise hold the run open. */
 #define DRAIN_TIMEOUT_MS 2000
 #define READ_CHUNK 65536
+/* How long a synchronous runtime command may take, and its grace between
+ * SIGTERM and SIGKILL once that is over. */
+#define SYNC_TIMEOUT_MS 60000
+#define SYNC_KILL_GRACE_MS 10000
 
 struct child {
   flwd_ctx *ctx;
@@ -40,6 +45,14 @@ struct child {
   child_exit_fn exit_fn;
   void *user;
 };
+
+static long long
+monotonic_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int
 pidfd_open_compat(pid_t pid)
@@ -358,10 +371,22 @@ child_run_sync(flwd_ctx *ctx, const struct strv *argv, size_t max,
   if (ret < 0)
     return ret;
 
+  /* A runtime stuck on a lock must not hang its caller: after the
+   * deadline it gets SIGTERM, and SIGKILL a grace period later. */
   int fds[2] = {out_pipe[0], err_pipe[0]};
+  int signals_sent = 0;
+  long long deadline = monotonic_ms() + SYNC_TIMEOUT_MS;
   while (fds[0] >= 0 || fds[1] >= 0) {
+    long long left = deadline - monotonic_ms();
+    if (left <= 0 && signals_sent < 2) {
+      kill(-pid, signals_sent == 0 ? SIGTERM : SIGKILL);
+      signals_sent++;
+      deadline = monotonic_ms() + SYNC_KILL_GRACE_MS;
+      continue;
+    }
     struct pollfd pfd[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
-    if (poll(pfd, 2, -1) < 0) {
+    int n = poll(pfd, 2, left > 0 ? (int)left : 1000);
+    if (n < 0) {
       if (errno == EINTR)
         continue;
       break;

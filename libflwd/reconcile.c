@@ -9,7 +9,9 @@
  * gone, and removes each labelled container that no unfinished run owns.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 
 #include "run-internal.h"
@@ -148,12 +150,20 @@ reconcile_run(flwd_ctx *ctx, const char *id, const char *text)
   flwd_run *run = run_alloc(ctx, job, args_for(job, doc), id);
   if (run == NULL)
     return;
+  /* A run whose owner lock is held belongs to a live process. */
+  if (run_take_owner_lock(run) == 0) {
+    ctx_log(ctx, FLWD_LOG_INFO, "run %s: left to the process running it",
+            id);
+    flwd_run_free(run);
+    return;
+  }
   copy_times(run, doc);
   struct store *store = NULL;
   if (store_get(ctx, &store, NULL) == 0 && store)
     run->seq = (unsigned long long)store_last_seq(store, id);
-  /* The context owns the run from here; it frees itself when it ends. */
-  run->user_freed = true;
+  /* The context owns the run from here; it frees itself after its done
+   * callback, so callers may follow it without freeing it. */
+  run->ctx_owned = true;
 
   int exists = container_exists(ctx, run->container_name);
   if (exists == 1) {
@@ -204,6 +214,22 @@ remove_orphan(flwd_ctx *ctx, const char *name)
           ok ? "stopped and removed" : "removal failed");
 }
 
+/* Returns whether another live process holds the owner lock of RUN_ID. */
+static bool
+owner_is_alive(flwd_ctx *ctx, const char *run_id)
+{
+  cleanup_free char *path = xasprintf("%s/locks/%s.lock", ctx->state_dir,
+                                      run_id);
+  cleanup_close int fd = path ? open(path, O_RDWR | O_CLOEXEC) : -1;
+  if (fd < 0)
+    return false;
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    flock(fd, LOCK_UN);
+    return false;
+  }
+  return errno == EWOULDBLOCK;
+}
+
 /* Removes containers of this state directory that no active run owns. */
 static void
 remove_orphans(flwd_ctx *ctx)
@@ -225,7 +251,8 @@ remove_orphans(flwd_ctx *ctx)
   char *save = NULL;
   for (char *name = strtok_r(out.data ? out.data : (char *)"", "\n", &save);
        name; name = strtok_r(NULL, "\n", &save)) {
-    if (strncmp(name, "flwd-", 5) == 0 && flwd_ctx_find_run(ctx, name + 5))
+    if (strncmp(name, "flwd-", 5) == 0
+        && (flwd_ctx_find_run(ctx, name + 5) || owner_is_alive(ctx, name + 5)))
       continue;
     remove_orphan(ctx, name);
   }

@@ -80,6 +80,7 @@ struct flwd_run {
   bool cancel_requested;
   bool timed_out;
   bool user_freed;
+  bool ctx_owned; /* adopted: freed by the context after its done callback */
   bool container_spawned;
   bool finish_pending; /* removal done, waiting for the stop command */
   flwd_run_state final_state;
@@ -109,6 +110,7 @@ struct flwd_run {
   struct event *follow_grace_ev;
   struct event *watchdog_ev;
   struct event *rm_retry_ev;
+  int owner_lock_fd;           /* held by the process that runs the run */
   int create_lock_fd;          /* held while the runtime creates */
   struct event *create_ev;     /* lock retry, then the start watch */
   long long create_started_ms;
@@ -156,6 +158,11 @@ FLWD_HIDDEN void on_container_output(struct child *child, flwd_stream stream,
 FLWD_HIDDEN flwd_run *run_alloc(flwd_ctx *ctx, flwd_job *job,
                                 flwd_args *args, const char *id);
 FLWD_HIDDEN void link_active(flwd_run *run);
+
+/* Takes the run's owner lock, a file lock that says a live process runs
+ * it. Returns 1 when taken, 0 when another process holds it, -1 when
+ * locking failed. */
+FLWD_HIDDEN int run_take_owner_lock(flwd_run *run);
 
 /* run.c: life cycle and the plumbing of a run's child processes. */
 FLWD_HIDDEN void run_finish(flwd_run *run, flwd_run_state state);

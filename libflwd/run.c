@@ -51,6 +51,7 @@ run_alloc(flwd_ctx *ctx, flwd_job *job, flwd_args *args, const char *id)
   run->log_fd = -1;
   run->pull_lock_fd = -1;
   run->create_lock_fd = -1;
+  run->owner_lock_fd = -1;
   run->events = json_object_new_array();
   run->metadata = json_object_new_object();
   format_utc_now(run->created_at);
@@ -192,6 +193,43 @@ flwd_run_set_done_cb(flwd_run *run, flwd_done_cb cb, void *user)
   run->done_user = user;
 }
 
+static char *
+owner_lock_path(flwd_run *run)
+{
+  return xasprintf("%s/locks/%s.lock", run->ctx->state_dir, run->id);
+}
+
+int
+run_take_owner_lock(flwd_run *run)
+{
+  cleanup_free char *dir = xasprintf("%s/locks", run->ctx->state_dir);
+  cleanup_free char *path = owner_lock_path(run);
+  if (dir == NULL || path == NULL || mkdir_p(dir, 0700) < 0)
+    return -1;
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int saved = errno;
+    close(fd);
+    return saved == EWOULDBLOCK ? 0 : -1;
+  }
+  run->owner_lock_fd = fd;
+  return 1;
+}
+
+static void
+release_owner_lock(flwd_run *run)
+{
+  if (run->owner_lock_fd < 0)
+    return;
+  cleanup_free char *path = owner_lock_path(run);
+  if (path)
+    unlink(path);
+  close(run->owner_lock_fd);
+  run->owner_lock_fd = -1;
+}
+
 void
 link_active(flwd_run *run)
 {
@@ -253,6 +291,8 @@ free_run_memory(flwd_run *run)
     event_free(run->create_ev);
   if (run->create_lock_fd >= 0)
     close(run->create_lock_fd);
+  if (run->owner_lock_fd >= 0)
+    close(run->owner_lock_fd);
   child_free(run->child);
   child_free(run->follower);
   child_free(run->stopper);
@@ -535,6 +575,11 @@ flwd_run_start(flwd_run *run, flwd_error **err)
   run->start_ev = evtimer_new(run->ctx->base, on_start, run);
   if (run->start_ev == NULL)
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
+  if (run_take_owner_lock(run) < 0)
+    ctx_log(run->ctx, FLWD_LOG_WARNING,
+            "run %s: cannot take its owner lock; another process "
+            "reconciling this state directory may take it over",
+            run->id);
   link_active(run);
   run->waiting_for_slot = true;
   run->ticket = ++run->ctx->run_tickets;
@@ -663,6 +708,7 @@ run_finish(flwd_run *run, flwd_run_state state)
     evtimer_del(run->start_ev);
   release_pull_lock(run);
   release_create_lock(run);
+  release_owner_lock(run);
   if (run->create_ev)
     evtimer_del(run->create_ev);
   flush_partial_lines(run);
@@ -700,6 +746,21 @@ run_finish(flwd_run *run, flwd_run_state state)
   }
   if (run->done_cb)
     run->done_cb(run, run->done_user);
+  if (run->ctx_owned)
+    free_run_memory(run);
+}
+
+void
+flwd_ctx_abandon(flwd_ctx *ctx)
+{
+  if (ctx == NULL)
+    return;
+  while (ctx->runs) {
+    flwd_run *run = ctx->runs;
+    unlink_active(run);
+    free_run_memory(run);
+  }
+  flwd_ctx_free(ctx);
 }
 
 int

@@ -528,7 +528,7 @@ read_arg_name(struct spec_reader *r, const yaml_node_t *v, const char *f,
   if (!arg_name_is_valid(target->arg->name))
     return node_error(r, v, f,
                       "invalid argument name '%s': use letters, digits, '_' "
-                      "and '-', starting with a letter",
+                      "and '-', starting with a letter or '_'",
                       target->arg->name);
   return 0;
 }
@@ -717,10 +717,16 @@ read_args(struct spec_reader *r, const yaml_node_t *v, const char *f, void *t)
     int ret = read_one_arg(r, element, field, &job->args[i]);
     if (ret < 0)
       return ret;
+    /* '-' and '_' are one character on the command line and in the
+     * FLWD_ARG_ variables, so names that differ only there clash. */
+    cleanup_free char *env_i = arg_env_name(job->args[i].name);
     for (size_t j = 0; j < i; j++) {
-      if (strcmp(job->args[j].name, job->args[i].name) == 0)
-        return node_error(r, element, field, "argument '%s' declared twice",
-                          job->args[i].name);
+      cleanup_free char *env_j = arg_env_name(job->args[j].name);
+      if (env_i && env_j && strcmp(env_i, env_j) == 0)
+        return node_error(r, element, field,
+                          "argument '%s' clashes with '%s' declared before "
+                          "it",
+                          job->args[i].name, job->args[j].name);
     }
   }
   return 0;

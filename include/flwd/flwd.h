@@ -101,6 +101,12 @@ FLWD_API int flwd_ctx_new(struct event_base *base, flwd_ctx **out,
  * containers stopped and removed, which may block for their grace period. */
 FLWD_API void flwd_ctx_free(flwd_ctx *ctx);
 
+/* Frees the context without stopping its runs: the runtime commands that
+ * follow them are ended, but their containers keep running, and in
+ * detached mode a later flwd_ctx_reconcile() adopts them. For a server
+ * that stops and leaves its runs to the next start. */
+FLWD_API void flwd_ctx_abandon(flwd_ctx *ctx);
+
 /* Returns the context's event loop, borrowed for the context's lifetime. */
 FLWD_API struct event_base *flwd_ctx_event_base(flwd_ctx *ctx);
 
@@ -193,8 +199,8 @@ FLWD_API void flwd_job_list_free(flwd_job_list *list);
 /* ---- Arguments -------------------------------------------------------- */
 
 /* Binds command-line arguments ("--name Alice", "--name=Alice", "--flag" for
- * a boolean, "--no-flag" for false, a list argument repeated or given as
- * "a,b") to JOB's declared arguments, applying defaults and checking types
+ * a boolean, "--no-flag" for false, a list argument repeated once per item)
+ * to JOB's declared arguments, applying defaults and checking types
  * and required arguments. Fails with FLWD_E_ARGS_INVALID. */
 FLWD_API int flwd_args_from_argv(const flwd_job *job, int argc,
                                  char *const argv[], flwd_args **out,
@@ -325,11 +331,14 @@ FLWD_API int flwd_ctx_cancel_run(flwd_ctx *ctx, const char *id,
                                  flwd_error **err);
 
 /* Reconciles the store with the runtime, for a process that restarts in
- * detached mode: the container of each unfinished run is waited on again
- * and its real exit recorded (the run is then active in CTX and can be
- * found with flwd_ctx_find_run()); a run whose container is gone ends in
- * FLWD_RUN_ERROR with the reason; a container labelled by flwd with no
- * run in the store is stopped and removed. Each step is logged. */
+ * detached mode. Runs that a live process still owns (its owner lock is
+ * held) are left alone. The container of each other unfinished run is
+ * waited on again and its real exit recorded: the run is then active in
+ * CTX and can be found with flwd_ctx_find_run(); it belongs to the
+ * context, takes callbacks, and is freed after its done callback returns.
+ * A run whose container is gone ends in FLWD_RUN_ERROR with the reason; a
+ * container labelled by flwd with no active run is stopped and removed.
+ * Each step is logged. Blocks while it asks the runtime. */
 FLWD_API int flwd_ctx_reconcile(flwd_ctx *ctx, flwd_error **err);
 
 /* ---- Run store -------------------------------------------------------- */

@@ -108,7 +108,10 @@ static const struct {
    "args[0].values: an enum argument needs values"},
   {HEAD "args:\n  - name: a\n    type: string\n  - name: a\n"
         "    type: string\n",
-   "args[1]: argument 'a' declared twice"},
+   "args[1]: argument 'a' clashes with 'a' declared before it"},
+  {HEAD "args:\n  - name: dry-run\n    type: string\n  - name: dry_run\n"
+        "    type: string\n",
+   "argument 'dry_run' clashes with 'dry-run'"},
   {HEAD "args:\n  - name: n\n    type: integer\n    default: x\n",
    "test.yaml:7:14: args[0].default: invalid default"},
   {HEAD "args:\n  - name: n\n    type: string\n    required: true\n"
