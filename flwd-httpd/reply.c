@@ -160,6 +160,7 @@ status_of_code(flwd_code code)
       return 413;
     case FLWD_E_SPEC_INVALID:
     case FLWD_E_ARGS_INVALID:
+    case FLWD_E_SECRET_NOT_FOUND:
       return 422;
     case FLWD_E_RUNTIME_UNAVAILABLE:
       return 503;

@@ -63,6 +63,35 @@ cmd_jobs(struct cli *cli, int argc, char **argv)
   return 0;
 }
 
+/* Tells a policy file from a job spec: a policy has a top-level "rules:"
+ * key at the start of a line. */
+static bool
+looks_like_policy(const char *path)
+{
+  FILE *f = fopen(path, "re");
+  if (f == NULL)
+    return false;
+  char line[512];
+  bool policy = false;
+  while (!policy && fgets(line, sizeof(line), f))
+    policy = strncmp(line, "rules:", 6) == 0;
+  fclose(f);
+  return policy;
+}
+
+static int
+validate_policy(struct cli *cli, const char *path)
+{
+  flwd_error *err = NULL;
+  if (flwd_policy_validate(cli->ctx, path, &err) < 0) {
+    cli_report(err);
+    flwd_error_free(err);
+    return 1;
+  }
+  printf("%s: ok (policy)\n", path);
+  return 0;
+}
+
 int
 cmd_validate(struct cli *cli, int argc, char **argv)
 {
@@ -72,6 +101,10 @@ cmd_validate(struct cli *cli, int argc, char **argv)
   }
   int failures = 0;
   for (int i = 0; i < argc; i++) {
+    if (looks_like_policy(argv[i])) {
+      failures += validate_policy(cli, argv[i]);
+      continue;
+    }
     flwd_job *job = NULL;
     flwd_error *err = NULL;
     if (flwd_job_load(cli->ctx, argv[i], &job, &err) < 0) {

@@ -18,7 +18,7 @@ static const char usage_text[] =
     "  plan JOB [--ARG VALUE]...  print the resolved plan as JSON; runs "
     "nothing\n"
     "  jobs [--json]              list the jobs found and their arguments\n"
-    "  validate FILE...           check job specs\n"
+    "  validate FILE...           check job specs and policy files\n"
     "  runs [--job ID] [--state STATE] [--limit N] [--json]\n"
     "                             list recent runs, newest first\n"
     "  show RUN                   print a run and its events as JSON\n"
@@ -32,6 +32,11 @@ static const char usage_text[] =
     "FLWD_RUNTIME\n"
     "  --pull POLICY      missing (default), always or never\n"
     "  --state-dir DIR    where runs keep their files; also FLWD_STATE_DIR\n"
+    "  --max-runs N       runs preparing or running at once (0: no limit)\n"
+    "  --policy FILE      policy for profiles and relaxations; also "
+    "FLWD_POLICY\n"
+    "  --secrets-dir DIR  one file per secret; also FLWD_SECRETS_DIR\n"
+    "  --secrets-from-env take missing secrets from FLWD_SECRET_<NAME>\n"
     "  --events           print the run's events as JSON lines on stderr\n"
     "  -q, --quiet        print errors only\n"
     "  -v, --verbose      print more of flwd's log; twice for debug\n"
@@ -85,6 +90,8 @@ static const struct global_option value_options[] = {
   {"--pull", FLWD_OPT_PULL_POLICY},
   {"--state-dir", FLWD_OPT_STATE_DIR},
   {"--max-runs", FLWD_OPT_MAX_RUNS},
+  {"--policy", FLWD_OPT_POLICY_FILE},
+  {"--secrets-dir", FLWD_OPT_SECRETS_DIR},
 };
 
 /* Applies "--NAME VALUE" or "--NAME=VALUE" at ARGV[*I] if NAME is a
@@ -137,6 +144,8 @@ parse_globals(struct cli *cli, int argc, char **argv)
       continue;
     if (strcmp(arg, "--events") == 0) {
       cli->events = true;
+    } else if (strcmp(arg, "--secrets-from-env") == 0) {
+      flwd_ctx_set_option(cli->ctx, FLWD_OPT_SECRETS_FROM_ENV, "on", NULL);
     } else if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0) {
       cli->verbosity = -1;
     } else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {

@@ -81,13 +81,17 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
   ctx->log_max_text = strdup("67108864");
   ctx->store_mode = strdup("on");
   ctx->run_mode = env_or("FLWD_RUN_MODE", "attached");
+  ctx->policy_path = strdup("");
+  ctx->secrets_dir = env_or("FLWD_SECRETS_DIR", "");
+  ctx->secrets_env_mode = strdup("off");
   ctx->log_max_bytes = 64LL * 1024 * 1024;
 
   if (ctx->base == NULL || ctx->state_dir == NULL || ctx->jobs_path == NULL
       || ctx->runtime_choice == NULL || ctx->pull_policy == NULL
       || ctx->init_path == NULL || ctx->max_runs_text == NULL
       || ctx->log_max_text == NULL || ctx->store_mode == NULL
-      || ctx->run_mode == NULL) {
+      || ctx->run_mode == NULL || ctx->policy_path == NULL
+      || ctx->secrets_dir == NULL || ctx->secrets_env_mode == NULL) {
     flwd_ctx_free(ctx);
     return set_error(err, FLWD_E_INTERNAL, "cannot create a context: out of "
                                            "memory");
@@ -102,6 +106,9 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
     ret = validate_option(FLWD_OPT_STATE_DIR, ctx->state_dir, err);
   if (ret == 0)
     ret = validate_option(FLWD_OPT_INIT_PATH, ctx->init_path, err);
+  const char *policy = getenv("FLWD_POLICY");
+  if (ret == 0 && policy && *policy)
+    ret = flwd_ctx_set_option(ctx, FLWD_OPT_POLICY_FILE, policy, err);
   if (ret < 0) {
     wrap_error(err, ret, "invalid environment");
     flwd_ctx_free(ctx);
@@ -146,6 +153,12 @@ option_slot(flwd_ctx *ctx, flwd_option opt)
       return &ctx->store_mode;
     case FLWD_OPT_RUN_MODE:
       return &ctx->run_mode;
+    case FLWD_OPT_POLICY_FILE:
+      return &ctx->policy_path;
+    case FLWD_OPT_SECRETS_DIR:
+      return &ctx->secrets_dir;
+    case FLWD_OPT_SECRETS_FROM_ENV:
+      return &ctx->secrets_env_mode;
   }
   return NULL;
 }
@@ -186,6 +199,16 @@ validate_option(flwd_option opt, const char *value, flwd_error **err)
       if (strcmp(value, "attached") && strcmp(value, "detached"))
         return set_error(err, FLWD_E_CONFIG_INVALID,
                          "invalid run mode '%s': use attached or detached",
+                         value);
+      return 0;
+    case FLWD_OPT_POLICY_FILE:
+    case FLWD_OPT_SECRETS_DIR:
+      return 0;
+    case FLWD_OPT_SECRETS_FROM_ENV:
+      if (strcmp(value, "on") && strcmp(value, "off"))
+        return set_error(err, FLWD_E_CONFIG_INVALID,
+                         "invalid value '%s' for secrets from the "
+                         "environment: use on or off",
                          value);
       return 0;
     case FLWD_OPT_STORE:
@@ -234,6 +257,16 @@ flwd_ctx_set_option(flwd_ctx *ctx, flwd_option opt, const char *value,
   int ret = validate_option(opt, value, err);
   if (ret < 0)
     return ret;
+
+  /* A policy is loaded when it is set, so that a broken one is reported
+   * at once and the context keeps the last good one. */
+  if (opt == FLWD_OPT_POLICY_FILE) {
+    struct policy *policy = NULL;
+    if (*value && (ret = policy_load(value, &policy, err)) < 0)
+      return ret;
+    policy_free(ctx->policy);
+    ctx->policy = policy;
+  }
 
   char *copy = strdup(value);
   if (copy == NULL)
@@ -285,6 +318,10 @@ flwd_ctx_free(flwd_ctx *ctx)
   free(ctx->log_max_text);
   free(ctx->store_mode);
   free(ctx->run_mode);
+  free(ctx->policy_path);
+  policy_free(ctx->policy);
+  free(ctx->secrets_dir);
+  free(ctx->secrets_env_mode);
   store_close(ctx->store);
   free(ctx);
 }

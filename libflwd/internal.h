@@ -157,6 +157,10 @@ struct flwd_ctx {
   char *log_max_text;
   char *store_mode;
   char *run_mode;
+  char *policy_path;
+  struct policy *policy;   /* NULL: deny everything but the secure profile */
+  char *secrets_dir;
+  char *secrets_env_mode;  /* "on": secrets may come from FLWD_SECRET_* */
   long long max_runs;      /* 0: no limit */
   unsigned long long run_tickets;
   long long log_max_bytes;
@@ -169,6 +173,23 @@ FLWD_HIDDEN void run_cancel_all_blocking(flwd_ctx *ctx);
 
 FLWD_HIDDEN void ctx_log(flwd_ctx *ctx, flwd_log_level level,
                          const char *fmt, ...) FLWD_PRINTF(3, 4);
+
+/* ---- Policies (policy.c) --------------------------------------------- */
+
+struct policy;
+struct plan;
+
+FLWD_HIDDEN bool capability_is_known(const char *name);
+FLWD_HIDDEN int policy_load(const char *path, struct policy **out,
+                            flwd_error **err);
+FLWD_HIDDEN void policy_free(struct policy *policy);
+
+/* Decides every request of JOB under POLICY (NULL: none configured) and
+ * records the decisions and the granted relaxations in PLAN. */
+FLWD_HIDDEN void policy_decide(const struct policy *policy,
+                               const flwd_job *job, struct plan *plan,
+                               long long default_memory,
+                               long long default_pids);
 
 /* ---- Run store (store.c) --------------------------------------------- */
 
@@ -251,6 +272,12 @@ struct flwd_job {
   long long pids;         /* 0: the profile's default */
   long long timeout_ms;   /* 0: no timeout */
   long long stop_timeout_ms;
+  struct strv secrets;    /* names, mounted at /run/secrets/NAME */
+  /* Relaxations requested under the permissive profile. */
+  bool req_writable_rootfs;
+  struct strv req_caps;   /* upper-case names without CAP_ */
+  bool req_network_limited;
+  struct strv req_secrets_env;
 };
 
 FLWD_HIDDEN flwd_job *job_ref(flwd_job *job);
@@ -304,6 +331,11 @@ struct runtime {
    * storage and layer locks), so flwd creates one container at a time
    * per host user for runtimes that set this. */
   bool serialize_create;
+  /* The --network value of the "limited" relaxation. */
+  const char *limited_network;
+  /* Options added to the secrets mount: the runtime's way to make the
+   * mount owned by the container's user, or "" when flwd must do it. */
+  const char *secrets_mount_options;
   /* Returns 0 when the runtime at PATH is usable and fills CAPS, or fills
    * ERR with what failed. Must be quick: it runs once per context. */
   int (*probe)(flwd_ctx *ctx, const char *path, struct runtime_caps *caps,
@@ -329,8 +361,12 @@ FLWD_HIDDEN extern const struct runtime runtime_podman;
 FLWD_HIDDEN extern const struct runtime runtime_docker;
 
 FLWD_HIDDEN bool host_has_cgroup2(void);
-FLWD_HIDDEN int runtime_push_mounts(const struct run_layout *layout,
+FLWD_HIDDEN int runtime_push_mounts(const struct plan *plan,
+                                    const struct run_layout *layout,
                                     struct strv *argv);
+/* Returns the --network value of PLAN: "none", the runtime's limited
+ * network, or "default" under the disabled profile. */
+FLWD_HIDDEN const char *runtime_network(const struct plan *plan);
 FLWD_HIDDEN int runtime_push_mode(const struct plan *plan,
                                   struct strv *argv);
 FLWD_HIDDEN int runtime_push_identity(const struct run_layout *layout,
@@ -358,6 +394,12 @@ struct plan {
   double cpus;
   long long pids;
   json_object *guarantees_missing; /* array of strings */
+  json_object *decisions;          /* policy decisions, in order */
+  char *denial;                    /* the first denied request, or NULL */
+  bool writable_rootfs;            /* granted relaxations */
+  struct strv caps_add;
+  bool network_limited;
+  struct strv secrets_env;
 };
 
 struct flwd_plan {

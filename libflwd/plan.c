@@ -63,17 +63,21 @@ plan_resolve(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
                                         : DEFAULT_MEMORY_BYTES;
   out->cpus = job->cpus;
   out->guarantees_missing = json_object_new_array();
+  out->decisions = json_object_new_array();
+  strv_init(&out->caps_add);
+  strv_init(&out->secrets_env);
   if (job->has_pull)
     out->pull = job->pull;
   else
     pull_policy_parse(ctx->pull_policy, &out->pull);
 
   if (out->args == NULL || out->runtime_path == NULL
-      || out->guarantees_missing == NULL) {
+      || out->guarantees_missing == NULL || out->decisions == NULL) {
     plan_clear(out);
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
   }
   note_missing_guarantees(out);
+  policy_decide(ctx->policy, job, out, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS);
   return 0;
 }
 
@@ -85,6 +89,11 @@ plan_clear(struct plan *plan)
   free(plan->runtime_path);
   if (plan->guarantees_missing)
     json_object_put(plan->guarantees_missing);
+  if (plan->decisions)
+    json_object_put(plan->decisions);
+  free(plan->denial);
+  strv_clear(&plan->caps_add);
+  strv_clear(&plan->secrets_env);
   memset(plan, 0, sizeof(*plan));
 }
 
@@ -254,6 +263,20 @@ plan_to_json(const struct plan *plan, const struct strv *argv)
                              : NULL);
   json_object_object_add(obj, "stop_timeout_ms",
                          json_object_new_int64(plan->job->stop_timeout_ms));
+  json_object_object_add(obj, "policy", json_object_get(plan->decisions));
+  json_object_object_add(obj, "allowed",
+                         json_object_new_boolean(plan->denial == NULL));
+  json_object *network = json_object_new_object();
+  json_object_object_add(network, "mode", json_object_new_string(
+                                              plan->network_limited
+                                                  ? "limited"
+                                                  : "none"));
+  json_object_object_add(network, "runtime_network",
+                         json_object_new_string(runtime_network(plan)));
+  json_object_object_add(obj, "network", network);
+  json_object_object_add(obj, "secrets", strv_to_json(&plan->job->secrets));
+  json_object_object_add(obj, "secrets_as_env",
+                         strv_to_json(&plan->secrets_env));
   if (argv)
     json_object_object_add(obj, "argv", strv_to_json(argv));
   return obj;

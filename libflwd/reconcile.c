@@ -48,6 +48,9 @@ job_for(flwd_ctx *ctx, const char *job_id)
   job->path = strdup("(stored run)");
   job->stop_timeout_ms = 10000;
   strv_init(&job->command);
+  strv_init(&job->secrets);
+  strv_init(&job->req_caps);
+  strv_init(&job->req_secrets_env);
   if (!job->id || !job->image || !job->path) {
     flwd_job_free(job);
     return NULL;

@@ -91,6 +91,7 @@ struct flwd_run {
 
   json_object *events; /* every event so far, for late subscribers */
   json_object *metadata; /* caller's key-value pairs, stored with the run */
+  char *image_user; /* the image's USER, from its config */
   char created_at[32];
   char started_at[32];
   char finished_at[32];
@@ -163,6 +164,12 @@ FLWD_HIDDEN void link_active(flwd_run *run);
  * it. Returns 1 when taken, 0 when another process holds it, -1 when
  * locking failed. */
 FLWD_HIDDEN int run_take_owner_lock(flwd_run *run);
+
+/* secrets.c: the run's secrets. */
+FLWD_HIDDEN int secrets_write(flwd_run *run, struct buf *env,
+                              flwd_error **err);
+FLWD_HIDDEN int secrets_chown_for_image(flwd_run *run, flwd_error **err);
+FLWD_HIDDEN void run_remove_tree(flwd_run *run, const char *dir);
 
 /* run.c: life cycle and the plumbing of a run's child processes. */
 FLWD_HIDDEN void run_finish(flwd_run *run, flwd_run_state state);

@@ -278,6 +278,7 @@ free_run_memory(flwd_run *run)
     json_object_put(run->events);
   if (run->metadata)
     json_object_put(run->metadata);
+  free(run->image_user);
   if (run->result)
     json_object_put(run->result);
   free(run->result_error);
@@ -366,10 +367,14 @@ write_run_files(flwd_run *run, flwd_error **err)
    * flwd's own user may read it. */
   struct buf env = {0};
   int ret = plan_env_text(&run->plan, run->id, &env, err);
+  if (ret == 0)
+    ret = secrets_write(run, &env, err);
   if (ret == 0 && write_file_atomic(run->env_file, env.data, env.len, 0600)
                       < 0)
     ret = set_error_errno(err, FLWD_E_INTERNAL, errno,
                           "cannot write the env file of run %s", run->id);
+  if (env.data)
+    explicit_bzero(env.data, env.cap);
   buf_clear(&env);
   return ret;
 }
@@ -377,14 +382,12 @@ write_run_files(flwd_run *run, flwd_error **err)
 void
 remove_run_files(flwd_run *run)
 {
-  static const char *const transient[] = {"env", "args.json", "status",
-                                          "work"};
+  static const char *const transient[] = {"env", "secrets", "args.json",
+                                          "status", "work"};
   for (size_t i = 0; i < ARRAY_SIZE(transient); i++) {
     cleanup_free char *path = xasprintf("%s/%s", run->host_dir, transient[i]);
-    if (path && rm_rf(path) < 0)
-      ctx_log(run->ctx, FLWD_LOG_WARNING,
-              "run %s: cannot remove '%s': %s", run->id, path,
-              strerror(errno));
+    if (path)
+      run_remove_tree(run, path);
   }
   /* An empty output directory is all that is left: remove the run's
    * directory too. A non-empty one stays as the run's result. */
@@ -527,6 +530,22 @@ emit_plan_events(flwd_run *run)
                          json_object_new_string(run->plan.runtime_path));
   emit(run, "runtime.chosen", data);
 
+  size_t n_decisions = json_object_array_length(run->plan.decisions);
+  for (size_t i = 0; i < n_decisions; i++) {
+    json_object *decision = json_object_array_get_idx(run->plan.decisions,
+                                                      i);
+    json_object *granted = NULL, *request = NULL;
+    json_object_object_get_ex(decision, "granted", &granted);
+    json_object_object_get_ex(decision, "request", &request);
+    emit(run, "policy.decision", json_object_get(decision));
+    ctx_log(run->ctx,
+            json_object_get_boolean(granted) ? FLWD_LOG_INFO
+                                             : FLWD_LOG_WARNING,
+            "run %s: policy %s %s for job %s", run->id,
+            json_object_get_boolean(granted) ? "granted" : "denied",
+            json_object_get_string(request), run->job->id);
+  }
+
   size_t n = json_object_array_length(run->plan.guarantees_missing);
   for (size_t i = 0; i < n; i++) {
     const char *text = json_object_get_string(
@@ -551,6 +570,12 @@ on_start(evutil_socket_t fd, short what, void *arg)
   }
   run->planned = true;
   emit_plan_events(run);
+  if (run->plan.denial) {
+    flwd_error *denied = NULL;
+    set_error(&denied, FLWD_E_POLICY_DENIED, "%s", run->plan.denial);
+    run_fail(run, denied);
+    return;
+  }
 
   if (write_run_files(run, &err) < 0) {
     run_fail(run, steal_pointer(&err));
@@ -881,6 +906,7 @@ run_layout_argv(flwd_ctx *ctx, const struct plan *plan, struct strv *argv,
         command = tmp.command;
       else
         strv_clear(&tmp.command);
+      free(tmp.image_user);
     }
     buf_clear(&out);
   }

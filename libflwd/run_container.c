@@ -506,6 +506,12 @@ step_container(flwd_run *run)
     }
   }
 
+  if (secrets_chown_for_image(run, &err) < 0) {
+    release_create_lock(run);
+    run_fail(run, steal_pointer(&err));
+    return;
+  }
+
   struct run_layout layout;
   cleanup_strv struct strv argv;
   strv_init(&argv);

@@ -24,6 +24,13 @@ command_from_image(flwd_run *run, const char *config_json, flwd_error **err)
   if (config == NULL)
     return set_error(err, FLWD_E_OCI,
                      "cannot read the config of image '%s'", run->job->image);
+  json_object *user = NULL;
+  free(run->image_user);
+  run->image_user = json_object_object_get_ex(config, "User", &user)
+                        ? strdup(json_object_get_string(user))
+                        : NULL;
+  if (run->job->has_command)
+    return 0;
   static const char *const keys[] = {"Entrypoint", "Cmd"};
   strv_clear(&run->command);
   for (size_t k = 0; k < ARRAY_SIZE(keys); k++) {
@@ -48,9 +55,9 @@ static void
 on_image_ready(flwd_run *run)
 {
   cleanup_error flwd_error *err = NULL;
-  if (!run->job->has_command
-      && command_from_image(run, run->captured.data ? run->captured.data : "",
-                            &err) < 0) {
+  if (command_from_image(run, run->captured.data ? run->captured.data : "",
+                         &err)
+      < 0) {
     run_fail(run, steal_pointer(&err));
     return;
   }

@@ -114,10 +114,26 @@ runtime_select(flwd_ctx *ctx, flwd_error **err)
 
 /* ---- Shared command-line pieces --------------------------------------- */
 
+const char *
+runtime_network(const struct plan *plan)
+{
+  if (plan->profile == PROFILE_DISABLED)
+    return "default";
+  return plan->network_limited ? plan->runtime->limited_network : "none";
+}
+
 int
-runtime_push_mounts(const struct run_layout *layout, struct strv *argv)
+runtime_push_mounts(const struct plan *plan, const struct run_layout *layout,
+                    struct strv *argv)
 {
   int ret = 0;
+  /* Secrets stay files: read-only, one per name, never in the image's
+   * environment unless a policy grants that secret as a variable. */
+  if (plan->job->secrets.len)
+    ret |= strv_pushf(argv,
+                      "--mount=type=bind,source=%s/secrets,"
+                      "destination=/run/secrets,readonly%s",
+                      layout->host_dir, plan->runtime->secrets_mount_options);
   ret |= strv_pushf(argv,
                     "--mount=type=bind,source=%s/work,destination=/work",
                     layout->host_dir);
@@ -173,14 +189,18 @@ runtime_push_secure(const struct plan *plan, struct strv *argv)
   int ret = 0;
   /* The image cannot be modified, so a compromised job cannot plant
    * anything for the next process in the container. */
-  ret |= strv_push(argv, "--read-only");
+  if (!plan->writable_rootfs)
+    ret |= strv_push(argv, "--read-only");
   /* Every capability goes, including the ones runtimes grant by default
-   * (CHOWN, SETUID, NET_RAW, ...). */
+   * (CHOWN, SETUID, NET_RAW, ...); only those a policy granted return. */
   ret |= strv_push(argv, "--cap-drop=ALL");
+  for (size_t i = 0; i < plan->caps_add.len; i++)
+    ret |= strv_pushf(argv, "--cap-add=%s", plan->caps_add.items[i]);
   /* setuid binaries in the image cannot regain what was dropped. */
   ret |= strv_push(argv, "--security-opt=no-new-privileges");
-  /* No interfaces but loopback: nothing in, nothing out. */
-  ret |= strv_push(argv, "--network=none");
+  /* No interfaces but loopback: nothing in, nothing out. The limited
+   * network adds outbound access only, with no port published. */
+  ret |= strv_pushf(argv, "--network=%s", runtime_network(plan));
   if (plan->caps.resource_limits) {
     ret |= strv_pushf(argv, "--pids-limit=%lld", plan->pids);
     if (plan->memory_bytes > 0)

@@ -203,7 +203,7 @@ docker_run_argv(const struct plan *plan, const struct run_layout *layout,
     ret |= runtime_push_secure(plan, argv);
     ret |= strv_push(argv, "--tmpfs=/tmp:rw,nosuid,nodev,size=64m,mode=1777");
   }
-  ret |= runtime_push_mounts(layout, argv);
+  ret |= runtime_push_mounts(plan, layout, argv);
   ret |= strv_push(argv, "--entrypoint=/run/flwd/init");
   if (ret)
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
@@ -303,6 +303,8 @@ docker_list_argv(const char *key, const char *value, struct strv *argv)
 
 const struct runtime runtime_docker = {
   .name = "docker",
+  .limited_network = "bridge",
+  .secrets_mount_options = "",
   .probe = docker_probe,
   .run_argv = docker_run_argv,
   .image_inspect_argv = docker_image_inspect_argv,

@@ -43,7 +43,7 @@ podman_run_argv(const struct plan *plan, const struct run_layout *layout,
     if (geteuid() == 0)
       ret |= strv_push(argv, "--userns=auto");
   }
-  ret |= runtime_push_mounts(layout, argv);
+  ret |= runtime_push_mounts(plan, layout, argv);
   ret |= strv_push(argv, "--entrypoint=/run/flwd/init");
   if (ret)
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
@@ -146,6 +146,8 @@ podman_list_argv(const char *key, const char *value, struct strv *argv)
 
 const struct runtime runtime_podman = {
   .name = "podman",
+  .limited_network = "slirp4netns:allow_host_loopback=false",
+  .secrets_mount_options = ",U=true",
   .serialize_create = true,
   .probe = podman_probe,
   .run_argv = podman_run_argv,

@@ -10,33 +10,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <yaml.h>
-
-#include "internal.h"
+#include "yaml-reader.h"
 
 /* Specs are small; anything larger is a mistake, not a job. */
 #define SPEC_MAX_BYTES (1024 * 1024)
 #define ID_MAX_LEN 63
 
-struct spec_reader {
-  const char *file;
-  yaml_document_t *doc;
-  flwd_error **err;
-};
 
-static void
-cleanup_documentp(yaml_document_t **doc)
-{
-  if (*doc)
-    yaml_document_delete(*doc);
-}
-
-static int
-node_error(struct spec_reader *r, const yaml_node_t *node, const char *field,
+int
+node_error(struct yaml_reader *r, const yaml_node_t *node, const char *field,
            const char *fmt, ...) FLWD_PRINTF(4, 5);
 
-static int
-node_error(struct spec_reader *r, const yaml_node_t *node, const char *field,
+int
+node_error(struct yaml_reader *r, const yaml_node_t *node, const char *field,
            const char *fmt, ...)
 {
   char *problem = NULL;
@@ -49,14 +35,14 @@ node_error(struct spec_reader *r, const yaml_node_t *node, const char *field,
   /* libyaml counts lines and columns from 0; editors count from 1. */
   unsigned long line = node ? node->start_mark.line + 1 : 1;
   unsigned long column = node ? node->start_mark.column + 1 : 1;
-  int ret = set_error(r->err, FLWD_E_SPEC_INVALID, "%s:%lu:%lu: %s: %s",
+  int ret = set_error(r->err, r->code, "%s:%lu:%lu: %s: %s",
                       r->file, line, column, field,
                       problem ? problem : "invalid");
   free(problem);
   return ret;
 }
 
-static const char *
+const char *
 scalar_text(const yaml_node_t *node)
 {
   return (const char *)node->data.scalar.value;
@@ -68,16 +54,16 @@ scalar_is_plain(const yaml_node_t *node)
   return node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 }
 
-static int
-want_scalar(struct spec_reader *r, const yaml_node_t *node, const char *field)
+int
+want_scalar(struct yaml_reader *r, const yaml_node_t *node, const char *field)
 {
   if (node->type != YAML_SCALAR_NODE)
     return node_error(r, node, field, "expected a single value");
   return 0;
 }
 
-static int
-read_string(struct spec_reader *r, const yaml_node_t *node, const char *field,
+int
+read_string(struct yaml_reader *r, const yaml_node_t *node, const char *field,
             char **out)
 {
   int ret = want_scalar(r, node, field);
@@ -90,8 +76,8 @@ read_string(struct spec_reader *r, const yaml_node_t *node, const char *field,
   return *out ? 0 : node_error(r, node, field, "out of memory");
 }
 
-static int
-read_bool(struct spec_reader *r, const yaml_node_t *node, const char *field,
+int
+read_bool(struct yaml_reader *r, const yaml_node_t *node, const char *field,
           bool *out)
 {
   int ret = want_scalar(r, node, field);
@@ -109,7 +95,7 @@ read_bool(struct spec_reader *r, const yaml_node_t *node, const char *field,
 }
 
 static int
-read_duration(struct spec_reader *r, const yaml_node_t *node,
+read_duration(struct yaml_reader *r, const yaml_node_t *node,
               const char *field, long long *out)
 {
   int ret = want_scalar(r, node, field);
@@ -153,20 +139,11 @@ arg_name_is_valid(const char *name)
 
 /* ---- Mapping walk ----------------------------------------------------- */
 
-typedef int (*field_fn)(struct spec_reader *r, const yaml_node_t *value,
-                        const char *field, void *target);
-
-struct field {
-  const char *key;
-  field_fn read;
-  bool required;
-};
-
 /* Visits the keys of MAP in document order, dispatching each to its entry
  * of FIELDS; an unknown key or a duplicate is an error. PREFIX names the
  * mapping in messages ("" at the top, "args[2]" below). */
-static int
-walk_mapping(struct spec_reader *r, const yaml_node_t *map, const char *prefix,
+int
+walk_mapping(struct yaml_reader *r, const yaml_node_t *map, const char *prefix,
              const struct field *fields, size_t n_fields, void *target)
 {
   if (map->type != YAML_MAPPING_NODE)
@@ -214,7 +191,7 @@ walk_mapping(struct spec_reader *r, const yaml_node_t *map, const char *prefix,
 /* ---- Top-level fields ------------------------------------------------- */
 
 static int
-read_id(struct spec_reader *r, const yaml_node_t *v, const char *f, void *t)
+read_id(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   flwd_job *job = t;
   int ret = read_string(r, v, f, &job->id);
@@ -229,7 +206,7 @@ read_id(struct spec_reader *r, const yaml_node_t *v, const char *f, void *t)
 }
 
 static int
-read_description(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_description(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                  void *t)
 {
   flwd_job *job = t;
@@ -237,7 +214,7 @@ read_description(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_executor(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_executor(struct yaml_reader *r, const yaml_node_t *v, const char *f,
               void *t)
 {
   int ret = want_scalar(r, v, f);
@@ -277,7 +254,7 @@ image_ref_is_valid(const char *ref)
 }
 
 static int
-read_interpreter(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_interpreter(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                  void *t)
 {
   flwd_job *job = t;
@@ -296,7 +273,7 @@ read_interpreter(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_command(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_command(struct yaml_reader *r, const yaml_node_t *v, const char *f,
              void *t)
 {
   flwd_job *job = t;
@@ -324,7 +301,7 @@ read_command(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_profile(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_profile(struct yaml_reader *r, const yaml_node_t *v, const char *f,
              void *t)
 {
   flwd_job *job = t;
@@ -345,7 +322,7 @@ read_profile(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_pull(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_pull(struct yaml_reader *r, const yaml_node_t *v, const char *f,
           void *t)
 {
   flwd_job *job = t;
@@ -362,7 +339,7 @@ read_pull(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_timeout(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_timeout(struct yaml_reader *r, const yaml_node_t *v, const char *f,
              void *t)
 {
   flwd_job *job = t;
@@ -370,7 +347,7 @@ read_timeout(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_stop_timeout(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_stop_timeout(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                   void *t)
 {
   flwd_job *job = t;
@@ -380,7 +357,7 @@ read_stop_timeout(struct spec_reader *r, const yaml_node_t *v, const char *f,
 /* ---- resources -------------------------------------------------------- */
 
 static int
-read_memory(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_memory(struct yaml_reader *r, const yaml_node_t *v, const char *f,
             void *t)
 {
   flwd_job *job = t;
@@ -397,7 +374,7 @@ read_memory(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_cpus(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_cpus(struct yaml_reader *r, const yaml_node_t *v, const char *f,
           void *t)
 {
   flwd_job *job = t;
@@ -417,7 +394,7 @@ read_cpus(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_pids(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_pids(struct yaml_reader *r, const yaml_node_t *v, const char *f,
           void *t)
 {
   flwd_job *job = t;
@@ -436,7 +413,7 @@ read_pids(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_resources(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_resources(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                void *t)
 {
   static const struct field fields[] = {
@@ -449,61 +426,157 @@ read_resources(struct spec_reader *r, const yaml_node_t *v, const char *f,
 
 /* ---- secrets and requests --------------------------------------------- */
 
-/* Secrets and relaxation requests are part of the spec's grammar but not
- * of this version of the executor: a spec that asks for them is rejected
- * here rather than run without what it asked for. */
+static bool
+secret_name_is_valid(const char *name)
+{
+  size_t len = strlen(name);
+  if (len < 1 || len > 64 || name[0] == '.')
+    return false;
+  for (const char *p = name; *p; p++) {
+    if (!(isalnum((unsigned char)*p) || strchr("._-", *p)))
+      return false;
+  }
+  return true;
+}
+
+/* Reads a list of names into OUT; each element is a plain string or, when
+ * KEY is set, a mapping with that single field. CHECK validates a name and
+ * WHAT describes a valid one in messages. */
+int
+read_name_list(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+               const char *key, bool (*check)(const char *), const char *what,
+               struct strv *out)
+{
+  if (v->type != YAML_SEQUENCE_NODE)
+    return node_error(r, v, f, "expected a list");
+  size_t i = 0;
+  for (yaml_node_item_t *item = v->data.sequence.items.start;
+       item < v->data.sequence.items.top; item++, i++) {
+    yaml_node_t *element = yaml_document_get_node(r->doc, *item);
+    cleanup_free char *field = xasprintf("%s[%zu]", f, i);
+    if (key && element->type == YAML_MAPPING_NODE
+        && element->data.mapping.pairs.top - element->data.mapping.pairs.start
+               == 1) {
+      yaml_node_pair_t *pair = element->data.mapping.pairs.start;
+      yaml_node_t *k = yaml_document_get_node(r->doc, pair->key);
+      if (k->type != YAML_SCALAR_NODE || strcmp(scalar_text(k), key) != 0)
+        return node_error(r, k, field, "expected the single field '%s'",
+                          key);
+      element = yaml_document_get_node(r->doc, pair->value);
+    }
+    int ret = want_scalar(r, element, field);
+    if (ret < 0)
+      return ret;
+    const char *name = scalar_text(element);
+    if (!check(name))
+      return node_error(r, element, field, "invalid name '%s': %s", name,
+                        what);
+    for (size_t j = 0; j < out->len; j++) {
+      if (strcmp(out->items[j], name) == 0)
+        return node_error(r, element, field, "'%s' is listed twice", name);
+    }
+    if (strv_push(out, name) < 0)
+      return node_error(r, element, field, "out of memory");
+  }
+  return 0;
+}
+
 static int
-read_secrets(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_secrets(struct yaml_reader *r, const yaml_node_t *v, const char *f,
              void *t)
 {
-  if (v->type == YAML_SEQUENCE_NODE
-      && v->data.sequence.items.start == v->data.sequence.items.top)
-    return 0;
-  return node_error(r, v, f, "secrets are not supported by this version of "
-                             "flwd");
+  flwd_job *job = t;
+  return read_name_list(r, v, f, "name", secret_name_is_valid,
+                        "use 1 to 64 letters, digits, '.', '_' or '-'",
+                        &job->secrets);
+}
+
+static int
+read_req_writable(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                  void *t)
+{
+  flwd_job *job = t;
+  return read_bool(r, v, f, &job->req_writable_rootfs);
 }
 
 static bool
-request_is_default(struct spec_reader *r, const yaml_node_t *key,
-                   const yaml_node_t *value)
+capability_name_is_valid(const char *name)
 {
-  const char *name = scalar_text(key);
-  if (value->type == YAML_SEQUENCE_NODE)
-    return value->data.sequence.items.start == value->data.sequence.items.top;
-  if (value->type != YAML_SCALAR_NODE)
-    return false;
-  if (strcmp(name, "writable_rootfs") == 0)
-    return strcmp(scalar_text(value), "false") == 0;
-  if (strcmp(name, "network") == 0)
-    return strcmp(scalar_text(value), "none") == 0;
-  return false;
+  return capability_is_known(name);
 }
 
 static int
-read_requests(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_req_caps(struct yaml_reader *r, const yaml_node_t *v, const char *f,
               void *t)
 {
-  static const char *const known[] = {
-    "writable_rootfs", "capabilities", "network", "secrets_as_env",
+  flwd_job *job = t;
+  return read_name_list(r, v, f, NULL, capability_name_is_valid,
+                        "use a Linux capability such as NET_BIND_SERVICE",
+                        &job->req_caps);
+}
+
+static int
+read_req_network(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                 void *t)
+{
+  flwd_job *job = t;
+  int ret = want_scalar(r, v, f);
+  if (ret < 0)
+    return ret;
+  if (strcmp(scalar_text(v), "none") == 0)
+    job->req_network_limited = false;
+  else if (strcmp(scalar_text(v), "limited") == 0)
+    job->req_network_limited = true;
+  else
+    return node_error(r, v, f, "unknown network '%s': use none or limited",
+                      scalar_text(v));
+  return 0;
+}
+
+static int
+read_req_secrets_env(struct yaml_reader *r, const yaml_node_t *v,
+                     const char *f, void *t)
+{
+  flwd_job *job = t;
+  return read_name_list(r, v, f, NULL, secret_name_is_valid,
+                        "name a secret of the job", &job->req_secrets_env);
+}
+
+static int
+read_requests(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+              void *t)
+{
+  static const struct field fields[] = {
+    {"writable_rootfs", read_req_writable, false},
+    {"capabilities", read_req_caps, false},
+    {"network", read_req_network, false},
+    {"secrets_as_env", read_req_secrets_env, false},
   };
-  if (v->type != YAML_MAPPING_NODE)
-    return node_error(r, v, f, "expected a mapping of fields");
-  for (yaml_node_pair_t *pair = v->data.mapping.pairs.start;
-       pair < v->data.mapping.pairs.top; pair++) {
-    yaml_node_t *key = yaml_document_get_node(r->doc, pair->key);
-    yaml_node_t *value = yaml_document_get_node(r->doc, pair->value);
-    if (key->type != YAML_SCALAR_NODE)
-      return node_error(r, key, f, "field names must be plain strings");
-    cleanup_free char *field = xasprintf("%s.%s", f, scalar_text(key));
-    size_t i = 0;
-    while (i < ARRAY_SIZE(known) && strcmp(known[i], scalar_text(key)) != 0)
-      i++;
-    if (i == ARRAY_SIZE(known))
-      return node_error(r, key, field, "unknown field");
-    if (!request_is_default(r, key, value))
-      return node_error(r, value, field,
-                        "relaxations of the secure profile are not "
-                        "supported by this version of flwd");
+  r->requests_node = v;
+  return walk_mapping(r, v, f, fields, ARRAY_SIZE(fields), t);
+}
+
+/* Checks what spans fields: relaxations belong to the permissive profile,
+ * and only a declared secret can be given as an environment variable. */
+static int
+check_requests(struct yaml_reader *r, const flwd_job *job)
+{
+  bool relaxes = job->req_writable_rootfs || job->req_caps.len
+                 || job->req_network_limited || job->req_secrets_env.len;
+  if (relaxes && job->profile != PROFILE_PERMISSIVE)
+    return node_error(r, r->requests_node, "requests",
+                      "relaxations need 'profile: permissive' (the job's "
+                      "profile is %s)",
+                      profile_name(job->profile));
+  for (size_t i = 0; i < job->req_secrets_env.len; i++) {
+    bool declared = false;
+    for (size_t j = 0; j < job->secrets.len; j++)
+      declared |= strcmp(job->secrets.items[j], job->req_secrets_env.items[i])
+                  == 0;
+    if (!declared)
+      return node_error(r, r->requests_node, "requests.secrets_as_env",
+                        "'%s' is not listed under secrets",
+                        job->req_secrets_env.items[i]);
   }
   return 0;
 }
@@ -518,7 +591,7 @@ struct arg_target {
 };
 
 static int
-read_arg_name(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_arg_name(struct yaml_reader *r, const yaml_node_t *v, const char *f,
               void *t)
 {
   struct arg_target *target = t;
@@ -534,7 +607,7 @@ read_arg_name(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_arg_description(struct spec_reader *r, const yaml_node_t *v,
+read_arg_description(struct yaml_reader *r, const yaml_node_t *v,
                      const char *f, void *t)
 {
   struct arg_target *target = t;
@@ -542,7 +615,7 @@ read_arg_description(struct spec_reader *r, const yaml_node_t *v,
 }
 
 static int
-read_arg_type(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_arg_type(struct yaml_reader *r, const yaml_node_t *v, const char *f,
               void *t)
 {
   struct arg_target *target = t;
@@ -563,7 +636,7 @@ read_arg_type(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_arg_required(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_arg_required(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                   void *t)
 {
   struct arg_target *target = t;
@@ -571,7 +644,7 @@ read_arg_required(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_arg_default(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_arg_default(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                  void *t)
 {
   struct arg_target *target = t;
@@ -580,7 +653,7 @@ read_arg_default(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_arg_values(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_arg_values(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                 void *t)
 {
   struct arg_target *target = t;
@@ -589,7 +662,7 @@ read_arg_values(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_enum_values(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_enum_values(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                  struct arg_spec *arg)
 {
   if (v->type != YAML_SEQUENCE_NODE
@@ -616,7 +689,7 @@ read_enum_values(struct spec_reader *r, const yaml_node_t *v, const char *f,
  * bind a command-line value, so that a default can never hold a value that
  * the argument itself would reject. */
 static int
-read_default_value(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_default_value(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                    struct arg_spec *arg)
 {
   flwd_error *bind_err = NULL;
@@ -656,7 +729,7 @@ read_default_value(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_one_arg(struct spec_reader *r, const yaml_node_t *v, const char *f,
+read_one_arg(struct yaml_reader *r, const yaml_node_t *v, const char *f,
              struct arg_spec *arg)
 {
   static const struct field fields[] = {
@@ -697,7 +770,7 @@ read_one_arg(struct spec_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_args(struct spec_reader *r, const yaml_node_t *v, const char *f, void *t)
+read_args(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   flwd_job *job = t;
   if (v->type != YAML_SEQUENCE_NODE)
@@ -750,9 +823,10 @@ static const struct field top_fields[] = {
   {"pull", read_pull, false},
 };
 
-static int
-parse_document(const char *name, const char *data, size_t len,
-               yaml_document_t *doc, flwd_error **err)
+int
+parse_document(const char *name, const char *what, const char *data,
+               size_t len, yaml_document_t *doc, flwd_code code,
+               flwd_error **err)
 {
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser))
@@ -762,17 +836,15 @@ parse_document(const char *name, const char *data, size_t len,
 
   int ret = 0;
   if (!yaml_parser_load(&parser, doc)) {
-    ret = set_error(err, FLWD_E_SPEC_INVALID, "%s:%zu:%zu: spec: %s%s%s",
-                    name, parser.problem_mark.line + 1,
-                    parser.problem_mark.column + 1,
+    ret = set_error(err, code, "%s:%zu:%zu: %s: %s%s%s", name,
+                    parser.problem_mark.line + 1,
+                    parser.problem_mark.column + 1, what,
                     parser.problem ? parser.problem : "invalid YAML",
                     parser.context ? " " : "",
                     parser.context ? parser.context : "");
   } else if (yaml_document_get_root_node(doc) == NULL) {
     yaml_document_delete(doc);
-    ret = set_error(err, FLWD_E_SPEC_INVALID, "%s:1:1: spec: the file is "
-                                              "empty",
-                    name);
+    ret = set_error(err, code, "%s:1:1: %s: the file is empty", name, what);
   }
   yaml_parser_delete(&parser);
   return ret;
@@ -788,7 +860,8 @@ flwd_job_load_buffer(flwd_ctx *ctx, const char *name, const char *data,
                      SPEC_MAX_BYTES);
 
   yaml_document_t document;
-  int ret = parse_document(name, data, len, &document, err);
+  int ret = parse_document(name, "spec", data, len, &document,
+                           FLWD_E_SPEC_INVALID, err);
   if (ret < 0)
     return ret;
   __attribute__((cleanup(cleanup_documentp))) yaml_document_t *doc
@@ -801,10 +874,16 @@ flwd_job_load_buffer(flwd_ctx *ctx, const char *name, const char *data,
   job->stop_timeout_ms = 10000;
   job->path = strdup(name);
   strv_init(&job->command);
+  strv_init(&job->secrets);
+  strv_init(&job->req_caps);
+  strv_init(&job->req_secrets_env);
 
-  struct spec_reader reader = {.file = name, .doc = doc, .err = err};
+  struct yaml_reader reader = {
+    .file = name, .doc = doc, .err = err, .code = FLWD_E_SPEC_INVALID};
   ret = walk_mapping(&reader, yaml_document_get_root_node(doc), "",
                      top_fields, ARRAY_SIZE(top_fields), job);
+  if (ret == 0)
+    ret = check_requests(&reader, job);
   if (ret < 0) {
     flwd_job_free(job);
     return ret;
@@ -815,31 +894,37 @@ flwd_job_load_buffer(flwd_ctx *ctx, const char *name, const char *data,
 }
 
 int
-flwd_job_load(flwd_ctx *ctx, const char *path, flwd_job **out,
-              flwd_error **err)
+read_small_file(const char *path, size_t max, struct buf *out, flwd_code code,
+                flwd_error **err)
 {
   FILE *f = fopen(path, "re");
   if (f == NULL)
-    return set_error_errno(err, errno == ENOENT ? FLWD_E_JOB_NOT_FOUND
-                                                : FLWD_E_SPEC_INVALID,
-                           errno, "cannot open '%s'", path);
-
-  struct buf data = {0};
+    return set_error_errno(err, code, errno, "cannot open '%s'", path);
   char chunk[8192];
   size_t n;
   while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-    if (data.len + n > SPEC_MAX_BYTES + 1 || buf_append(&data, chunk, n) < 0)
+    if (out->len + n > max + 1 || buf_append(out, chunk, n) < 0)
       break;
   }
   int read_failed = ferror(f);
   fclose(f);
-  if (read_failed) {
-    buf_clear(&data);
-    return set_error(err, FLWD_E_SPEC_INVALID, "cannot read '%s'", path);
-  }
+  if (read_failed)
+    return set_error(err, code, "cannot read '%s'", path);
+  return 0;
+}
 
-  int ret = flwd_job_load_buffer(ctx, path, data.data ? data.data : "",
-                                 data.len, out, err);
+int
+flwd_job_load(flwd_ctx *ctx, const char *path, flwd_job **out,
+              flwd_error **err)
+{
+  struct buf data = {0};
+  flwd_code code = access(path, F_OK) < 0 && errno == ENOENT
+                       ? FLWD_E_JOB_NOT_FOUND
+                       : FLWD_E_SPEC_INVALID;
+  int ret = read_small_file(path, SPEC_MAX_BYTES, &data, code, err);
+  if (ret == 0)
+    ret = flwd_job_load_buffer(ctx, path, data.data ? data.data : "",
+                               data.len, out, err);
   buf_clear(&data);
   return ret;
 }
@@ -869,6 +954,9 @@ flwd_job_free(flwd_job *job)
   }
   free(job->args);
   strv_clear(&job->command);
+  strv_clear(&job->secrets);
+  strv_clear(&job->req_caps);
+  strv_clear(&job->req_secrets_env);
   free(job->path);
   free(job->id);
   free(job->description);

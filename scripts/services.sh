@@ -157,13 +157,12 @@ start_dockerd() {
     fi
 
     log "starting dockerd (log: $dockerd_log)"
-    # With iptables and the default bridge off, dockerd leaves the host's
-    # firewall rules alone and creates no docker0 bridge.
-    # NOTE: containers run through this dockerd get only a loopback
-    # interface unless a test creates a network of its own.
+    # With iptables off, dockerd leaves the host's firewall rules alone; its
+    # default bridge docker0 still gives containers on the "bridge" network
+    # an interface, which the limited-network tests need.
     # dockerd writes its own pid file, and rejects a start when one exists
     # that names a live process, so the file is not written here.
-    setsid dockerd --iptables=false --bridge=none -p "$dockerd_pidfile" \
+    setsid dockerd --iptables=false -p "$dockerd_pidfile" \
         </dev/null >"$dockerd_log" 2>&1 &
     pid=$!
     if ! wait_until_ready dockerd "$pid" "$dockerd_log" docker_responds; then

@@ -27,7 +27,8 @@
   X(REQUEST_TOO_LARGE, "request.too_large", "the request is too large")       \
   X(INTERNAL, "internal", "internal error")                                   \
   X(CONFIG_INVALID, "config.invalid", "the configuration is invalid")         \
-  X(STORE_FAILED, "store.failed", "the run store failed")
+  X(STORE_FAILED, "store.failed", "the run store failed")                    \
+  X(SECRET_NOT_FOUND, "secret.not_found", "a secret of the job has no value")
 
 typedef enum {
 #define FLWD_ERROR_ENUM_(name, code, message) FLWD_E_##name,

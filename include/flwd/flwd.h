@@ -138,6 +138,15 @@ typedef enum {
    * so that a run outlives a crash of the process that started it and
    * flwd_ctx_reconcile() can adopt it. */
   FLWD_OPT_RUN_MODE = 9,
+  /* Path of the policy file; loaded and checked when set. Without one,
+   * only the secure profile without relaxations is allowed. */
+  FLWD_OPT_POLICY_FILE = 10,
+  /* Directory with one file per secret, named after the secret. */
+  FLWD_OPT_SECRETS_DIR = 11,
+  /* "on" lets a secret come from flwd's environment variable
+   * FLWD_SECRET_<NAME> when the secrets directory has no file for it;
+   * "off" (default) does not. */
+  FLWD_OPT_SECRETS_FROM_ENV = 12,
 } flwd_option;
 
 /* Sets option OPT to VALUE (copied). Invalid values fail with
@@ -195,6 +204,11 @@ FLWD_API size_t flwd_job_list_count(const flwd_job_list *list);
 /* Returns job I, borrowed for the list's lifetime. */
 FLWD_API flwd_job *flwd_job_list_get(const flwd_job_list *list, size_t i);
 FLWD_API void flwd_job_list_free(flwd_job_list *list);
+
+/* Loads and checks the policy file at PATH. Errors are FLWD_E_CONFIG_INVALID
+ * with a message of the form "FILE:LINE:COLUMN: FIELD: problem". */
+FLWD_API int flwd_policy_validate(flwd_ctx *ctx, const char *path,
+                                  flwd_error **err);
 
 /* ---- Arguments -------------------------------------------------------- */
 
