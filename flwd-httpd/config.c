@@ -25,6 +25,9 @@ static const char usage_text[] =
     "                         FLWD_STATE_DIR, then the library default)\n"
     "  --runtime NAME         auto (default), podman or docker; also "
     "FLWD_RUNTIME\n"
+    "  --policy FILE          policy for profiles and relaxations; also\n"
+    "                         FLWD_POLICY\n"
+    "  --secrets-dir DIR      one file per secret; also FLWD_SECRETS_DIR\n"
     "  --token-file FILE      bearer tokens, one a line; blank lines and\n"
     "                         lines starting with # are ignored\n"
     "  --dev                  also accept the token \"dev-token\"; only on a\n"
@@ -53,6 +56,8 @@ enum {
   OPT_MAX_BODY,
   OPT_MAX_CONNECTIONS,
   OPT_REQUEST_TIMEOUT,
+  OPT_POLICY,
+  OPT_SECRETS_DIR,
   OPT_VERSION,
 };
 
@@ -67,6 +72,8 @@ static const struct option long_options[] = {
   {"max-body", required_argument, NULL, OPT_MAX_BODY},
   {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
   {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+  {"policy", required_argument, NULL, OPT_POLICY},
+  {"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR},
   {"help", no_argument, NULL, 'h'},
   {"version", no_argument, NULL, OPT_VERSION},
   {NULL, 0, NULL, 0},
@@ -135,6 +142,12 @@ apply_option(struct config *cfg, int opt, const char *arg)
       return 0;
     case OPT_RUNTIME:
       cfg->runtime = arg;
+      return 0;
+    case OPT_POLICY:
+      cfg->policy = arg;
+      return 0;
+    case OPT_SECRETS_DIR:
+      cfg->secrets_dir = arg;
       return 0;
     case OPT_TOKEN_FILE:
       cfg->token_file = arg;

@@ -34,6 +34,8 @@ set_options(struct server *srv)
     {FLWD_OPT_STATE_DIR, cfg->state_dir},
     {FLWD_OPT_RUNTIME, cfg->runtime},
     {FLWD_OPT_MAX_RUNS, cfg->max_runs},
+    {FLWD_OPT_POLICY_FILE, cfg->policy},
+    {FLWD_OPT_SECRETS_DIR, cfg->secrets_dir},
     /* Containers keep running when the server stops or crashes, and the
      * next start adopts them. */
     {FLWD_OPT_RUN_MODE, "detached"},

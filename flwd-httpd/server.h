@@ -44,6 +44,8 @@ struct config {
   const char *runtime;     /* NULL: FLWD_RUNTIME or "auto" */
   const char *token_file;  /* NULL: no token file */
   const char *max_runs;    /* decimal text handed to FLWD_OPT_MAX_RUNS */
+  const char *policy;      /* NULL: FLWD_POLICY or no policy */
+  const char *secrets_dir; /* NULL: FLWD_SECRETS_DIR or none */
   bool dev;                /* accept "dev-token" on a loopback address */
   size_t max_body;         /* maximum request body in bytes */
   size_t max_headers;      /* maximum request line and headers in bytes */
