@@ -39,6 +39,7 @@ main(void)
   srunner_add_suite(runner, errors_suite());
   srunner_add_suite(runner, util_suite());
   srunner_add_suite(runner, store_suite());
+  srunner_add_suite(runner, policy_suite());
   srunner_run_all(runner, CK_NORMAL);
   int failed = srunner_ntests_failed(runner);
   srunner_free(runner);

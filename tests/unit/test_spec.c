@@ -125,8 +125,16 @@ static const struct {
   {"", "test.yaml:1:1: spec: the file is empty"},
   {"- a\n- b\n", "spec: expected a mapping of fields"},
   {HEAD "id: again\n", "test.yaml:4:1: id: field given twice"},
-  {HEAD "secrets:\n  - name: token\n", "secrets are not supported"},
-  {HEAD "requests:\n  network: limited\n", "requests.network: relaxations"},
+  {HEAD "requests:\n  network: limited\n",
+   "test.yaml:5:3: requests: relaxations need 'profile: permissive'"},
+  {HEAD "profile: permissive\nrequests:\n  secrets_as_env: [x]\n",
+   "requests.secrets_as_env: 'x' is not listed under secrets"},
+  {HEAD "profile: permissive\nrequests:\n  capabilities: [CAP_SYS_ADMIN]\n",
+   "requests.capabilities[0]: invalid name 'CAP_SYS_ADMIN'"},
+  {HEAD "profile: permissive\nrequests:\n  network: open\n",
+   "requests.network: unknown network 'open'"},
+  {HEAD "secrets:\n  - name: a/b\n", "secrets[0]: invalid name 'a/b'"},
+  {HEAD "secrets: [a, a]\n", "secrets[1]: 'a' is listed twice"},
   {HEAD "resources:\n  memory: lots\n", "resources.memory: invalid memory"},
   {HEAD "args:\n  - name: 9lives\n    type: string\n",
    "args[0].name: invalid argument name '9lives'"},
@@ -141,6 +149,25 @@ START_TEST(spec_broken_rejected)
                 "case %d: expected '%s' in '%s'", _i, broken[_i].expected,
                 message);
   free(message);
+}
+END_TEST
+
+START_TEST(spec_requests_and_secrets_load)
+{
+  flwd_job *job = load_spec(HEAD "profile: permissive\n"
+                                 "secrets:\n  - api_token\n  - name: other\n"
+                                 "requests:\n"
+                                 "  writable_rootfs: true\n"
+                                 "  capabilities: [NET_BIND_SERVICE]\n"
+                                 "  network: limited\n"
+                                 "  secrets_as_env: [api_token]\n");
+  ck_assert_uint_eq(job->secrets.len, 2);
+  ck_assert_str_eq(job->secrets.items[1], "other");
+  ck_assert(job->req_writable_rootfs);
+  ck_assert_str_eq(job->req_caps.items[0], "NET_BIND_SERVICE");
+  ck_assert(job->req_network_limited);
+  ck_assert_str_eq(job->req_secrets_env.items[0], "api_token");
+  flwd_job_free(job);
 }
 END_TEST
 
@@ -182,6 +209,7 @@ spec_suite(void)
   tcase_add_test(tc, spec_digest_reference);
   tcase_add_loop_test(tc, spec_broken_rejected, 0,
                       (int)(sizeof(broken) / sizeof(broken[0])));
+  tcase_add_test(tc, spec_requests_and_secrets_load);
   tcase_add_test(tc, spec_binary_garbage_rejected);
   tcase_add_test(tc, spec_to_json_lists_args);
   suite_add_tcase(s, tc);

@@ -20,5 +20,6 @@ Suite *plan_suite(void);
 Suite *errors_suite(void);
 Suite *util_suite(void);
 Suite *store_suite(void);
+Suite *policy_suite(void);
 
 #endif /* FLWD_UNIT_H */
