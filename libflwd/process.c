@@ -1,7 +1,8 @@
 /* libflwd: child processes on the context's event loop.
  *
- * Each child is watched through a pidfd, so the library needs no SIGCHLD
- * handler and no process-wide state: the caller's own signal handling and
+ * Each child is watched through a pidfd (or, where the kernel has none, a
+ * timer that polls waitpid), so the library needs no SIGCHLD handler and
+ * no process-wide state: the caller's own signal handling and
  * event loop stay untouched, and several contexts can share a process.
  */
 #include <errno.h>
@@ -24,6 +25,8 @@ extern char **environ;
  * grandchild that inherited them could otherwise hold the run open. */
 #define DRAIN_TIMEOUT_MS 2000
 #define READ_CHUNK 65536
+/* How often a child is polled for its exit when no pidfd is available. */
+#define EXIT_POLL_MS 20
 /* How long a synchronous runtime command may take, and its grace between
  * SIGTERM and SIGKILL once that is over. */
 #define SYNC_TIMEOUT_MS 60000
@@ -143,9 +146,19 @@ static void
 on_exit_ready(evutil_socket_t fd, short what, void *arg)
 {
   struct child *child = arg;
+  /* Without a pidfd, a timer polls; nothing to do until the child exits. */
+  if (child->pidfd < 0) {
+    int status = 0;
+    pid_t r = waitpid(child->pid, &status, WNOHANG);
+    if (r == 0)
+      return;
+    child->status = r == child->pid ? status : (127 << 8);
+    child->exited = true;
+  }
   event_free(child->ev_exit);
   child->ev_exit = NULL;
-  reap(child);
+  if (!child->exited)
+    reap(child);
 
   if (child->fds[0] >= 0 || child->fds[1] >= 0) {
     struct timeval tv = {DRAIN_TIMEOUT_MS / 1000,
@@ -235,26 +248,25 @@ child_spawn(flwd_ctx *ctx, const struct strv *argv, child_output_fn output_fn,
   child->output_fn = output_fn;
   child->exit_fn = exit_fn;
   child->user = user;
+  /* A kernel before 5.3, or a tool such as valgrind that does not know
+   * pidfd_open, leaves a timer that polls waitpid() instead. */
   child->pidfd = pidfd_open_compat(pid);
-  if (child->pidfd < 0) {
-    int saved = errno;
-    child_free(child);
-    return set_error_errno(err, FLWD_E_INTERNAL, saved,
-                           "cannot watch process %d (pidfd_open needs Linux "
-                           "5.3 or later)",
-                           (int)pid);
-  }
+  struct timeval poll_interval = {0, EXIT_POLL_MS * 1000};
 
   child->ev_out = event_new(ctx->base, child->fds[0], EV_READ | EV_PERSIST,
                             on_readable, child);
   child->ev_err = event_new(ctx->base, child->fds[1], EV_READ | EV_PERSIST,
                             on_readable, child);
-  child->ev_exit = event_new(ctx->base, child->pidfd, EV_READ, on_exit_ready,
-                             child);
+  child->ev_exit = child->pidfd >= 0
+                       ? event_new(ctx->base, child->pidfd, EV_READ,
+                                   on_exit_ready, child)
+                       : event_new(ctx->base, -1, EV_PERSIST, on_exit_ready,
+                                   child);
   if (!child->ev_out || !child->ev_err || !child->ev_exit
       || event_add(child->ev_out, NULL) < 0
       || event_add(child->ev_err, NULL) < 0
-      || event_add(child->ev_exit, NULL) < 0) {
+      || event_add(child->ev_exit, child->pidfd >= 0 ? NULL : &poll_interval)
+             < 0) {
     child_free(child);
     return set_error(err, FLWD_E_INTERNAL, "cannot watch process %d",
                      (int)pid);
