@@ -191,8 +191,34 @@ run_asan_pass() {
     fi
     run_meson_test asan "$log_dir/asan.log" \
         env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        meson test -C "$top/build-asan" --print-errorlogs \
+        meson test -C "$top/build-asan" --print-errorlogs --no-suite valgrind \
         --timeout-multiplier "$asan_timeout_multiplier"
+}
+
+# Build the libFuzzer targets with clang and run each for a short while.
+# A crash, a leak or a sanitizer report fails the pass.
+run_fuzz_pass() {
+    banner "pass fuzz: libFuzzer targets, ${fuzz_seconds} s each"
+    local target failed=0 passed=0
+    if ! FLWD_FUZZ_BUILD="$top/build-fuzz" "$top/tests/fuzz/run-fuzz.sh" 0 \
+        >"$log_dir/fuzz-build.log" 2>&1; then
+        record_pass fuzz 0 1 "building the fuzz targets failed; see $log_dir/fuzz-build.log"
+        return
+    fi
+    for target in spec args; do
+        local corpus
+        corpus=$(mktemp -d)
+        cp "$top/tests/fuzz/corpus/$target"/* "$corpus"/
+        if "$top/build-fuzz/tests/fuzz/fuzz_$target" -max_total_time="$fuzz_seconds" \
+            -max_len=4096 "$corpus" >"$log_dir/fuzz-$target.log" 2>&1; then
+            passed=$((passed + 1))
+        else
+            failed=$((failed + 1))
+            tail -n 30 "$log_dir/fuzz-$target.log" >&2
+        fi
+        rm -rf -- "$corpus"
+    done
+    record_pass fuzz "$passed" "$failed" ""
 }
 
 # Succeed when the rootless user can read every file of the checkout
@@ -303,6 +329,7 @@ print_summary() {
 }
 
 quick=false
+fuzz_seconds=${FLWD_FUZZ_SECONDS:-30}
 install=true
 while (($# > 0)); do
     case $1 in
@@ -360,6 +387,7 @@ chmod 0755 -- "$log_dir"
 run_default_pass
 if [[ $quick == false ]]; then
     run_asan_pass
+    run_fuzz_pass
     run_rootless_pass
 else
     log "--quick: skipping the sanitizer and rootless passes"
