@@ -19,7 +19,9 @@
 /* How often a run checks the create lock or its container's start, and
  * how long the runtime may take to start the job's process. */
 #define CREATE_POLL_MS 50
-#define START_TIMEOUT_MS 120000
+#define START_TIMEOUT_MS 60000
+/* A runtime stuck in its start gets SIGKILL this soon after SIGTERM. */
+#define START_KILL_GRACE_MS 3000
 /* Attempts at removing a container, and the pause between them. */
 #define RM_ATTEMPTS 4
 #define RM_RETRY_MS 500
@@ -115,6 +117,8 @@ struct flwd_run {
   int create_lock_fd;          /* held while the runtime creates */
   struct event *create_ev;     /* lock retry, then the start watch */
   long long create_started_ms;
+  bool start_timed_out;
+  bool start_retried;
   int rm_attempts;
 
   int pull_lock_fd;

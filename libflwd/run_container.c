@@ -14,6 +14,7 @@
 #include "run-internal.h"
 
 static void mark_running(flwd_run *run);
+static bool retry_start(flwd_run *run);
 static void fail_to_run(flwd_run *run, int marker, const char *reason);
 
 /* ---- Container -------------------------------------------------------- */
@@ -224,6 +225,8 @@ on_container_exit(struct child *child, int status, void *user)
   flwd_run *run = user;
   finish_after_child(run);
   release_create_lock(run);
+  if (retry_start(run))
+    return;
   bool exited = WIFEXITED(status);
   int code = exited ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   container_ended(run, code, exited, exited);
@@ -319,6 +322,10 @@ on_detached_start_exit(struct child *child, int status, void *user)
   flwd_run *run = user;
   finish_after_child(run);
   release_create_lock(run);
+  if (run->create_ev)
+    evtimer_del(run->create_ev);
+  if (retry_start(run))
+    return;
   if (run->cancel_requested) {
     cleanup_then_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
                                             : FLWD_RUN_CANCELLED);
@@ -459,9 +466,12 @@ arm_create_timer(flwd_run *run, event_callback_fn fn)
     evtimer_add(run->create_ev, &tv);
 }
 
-/* Watches an attached container's start: the create lock is released once
- * flwd-init has left its marker, and a runtime that has not started the
- * job's process in time is ended, which also frees whatever it holds. */
+/* Watches a container's start: the create lock is released once flwd-init
+ * has left its marker, and a runtime that has not started the job's
+ * process in time is ended. Podman 4.3 can deadlock between a container
+ * being created with --userns=auto and another container's cleanup, and a
+ * Podman waiting on a lock ignores SIGTERM; ending the waiting process
+ * frees the locks it holds, and the run starts its container once more. */
 static void
 on_start_watch(evutil_socket_t fd, short what, void *arg)
 {
@@ -482,10 +492,35 @@ on_start_watch(evutil_socket_t fd, short what, void *arg)
                                "time";
     keep_tail(&run->stderr_tail, note, sizeof(note) - 1);
     release_create_lock(run);
-    child_terminate(run->child, RUNTIME_KILL_GRACE_MS);
+    run->start_timed_out = true;
+    child_terminate(run->child, START_KILL_GRACE_MS);
     return;
   }
   arm_create_timer(run, on_start_watch);
+}
+
+/* Starts the container once more after a start that timed out: removes
+ * what the first attempt left, by name, and clears its marker. */
+static bool
+retry_start(flwd_run *run)
+{
+  if (!run->start_timed_out || run->start_retried || run->cancel_requested)
+    return false;
+  run->start_retried = true;
+  run->start_timed_out = false;
+  emit(run, "container.start_retried",
+       data_of("container", run->container_name));
+  cleanup_strv struct strv argv;
+  strv_init(&argv);
+  strv_push(&argv, run->plan.runtime_path);
+  run->plan.runtime->rm_argv(run->container_name, &argv);
+  int status = 0;
+  child_run_sync(run->ctx, &argv, 65536, NULL, NULL, &status, NULL);
+  cleanup_free char *marker = xasprintf("%s/status/exec", run->host_dir);
+  if (marker)
+    unlink(marker);
+  step_container(run);
+  return true;
 }
 
 void
@@ -534,8 +569,7 @@ step_container(flwd_run *run)
   json_object *data = data_of("container", run->container_name);
   json_object_object_add(data, "argv", strv_to_json(&argv));
   emit(run, "container.created", data);
-  if (!detached)
-    arm_create_timer(run, on_start_watch);
+  arm_create_timer(run, on_start_watch);
 
   /* Attached, the runtime starts the container right away; detached, the
    * start is known once the run command returns. */
