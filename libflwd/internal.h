@@ -174,6 +174,17 @@ FLWD_HIDDEN void run_cancel_all_blocking(flwd_ctx *ctx);
 FLWD_HIDDEN void ctx_log(flwd_ctx *ctx, flwd_log_level level,
                          const char *fmt, ...) FLWD_PRINTF(3, 4);
 
+/* ---- User namespace ranges (userns.c) -------------------------------- */
+
+/* Takes a free range of 65536 host ids for RUN_ID from the "containers"
+ * subordinate range and holds it with *LOCK_FD. Returns -1 when there is
+ * no such range or none is free. */
+FLWD_HIDDEN int userns_take_range(const char *run_id, int *lock_fd,
+                                  unsigned long *base);
+
+/* Returns the range RUN_ID would probably get, for a plan; 0 without one. */
+FLWD_HIDDEN unsigned long userns_preview_base(const char *run_id);
+
 /* ---- Policies (policy.c) --------------------------------------------- */
 
 struct policy;
@@ -317,6 +328,7 @@ struct run_layout {
   const char *env_file;      /* KEY=VALUE lines, read by the runtime */
   const char *init_path;     /* static helper, mounted read-only */
   const char *state_dir;     /* labels the container as this store's */
+  unsigned long userns_base; /* as root: first host id of the range, or 0 */
   const struct strv *command; /* entrypoint override; NULL: the image's */
 };
 

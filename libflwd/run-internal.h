@@ -117,6 +117,8 @@ struct flwd_run {
   int create_lock_fd;          /* held while the runtime creates */
   struct event *create_ev;     /* lock retry, then the start watch */
   long long create_started_ms;
+  int userns_lock_fd;           /* holds the run's range of host ids */
+  unsigned long userns_base;
   bool start_timed_out;
   bool start_retried;
   int rm_attempts;

@@ -52,6 +52,7 @@ run_alloc(flwd_ctx *ctx, flwd_job *job, flwd_args *args, const char *id)
   run->pull_lock_fd = -1;
   run->create_lock_fd = -1;
   run->owner_lock_fd = -1;
+  run->userns_lock_fd = -1;
   run->events = json_object_new_array();
   run->metadata = json_object_new_object();
   format_utc_now(run->created_at);
@@ -294,6 +295,8 @@ free_run_memory(flwd_run *run)
     close(run->create_lock_fd);
   if (run->owner_lock_fd >= 0)
     close(run->owner_lock_fd);
+  if (run->userns_lock_fd >= 0)
+    close(run->userns_lock_fd);
   child_free(run->child);
   child_free(run->follower);
   child_free(run->stopper);
@@ -734,6 +737,10 @@ run_finish(flwd_run *run, flwd_run_state state)
   release_pull_lock(run);
   release_create_lock(run);
   release_owner_lock(run);
+  if (run->userns_lock_fd >= 0) {
+    close(run->userns_lock_fd);
+    run->userns_lock_fd = -1;
+  }
   if (run->create_ev)
     evtimer_del(run->create_ev);
   flush_partial_lines(run);
@@ -918,6 +925,8 @@ run_layout_argv(flwd_ctx *ctx, const struct plan *plan, struct strv *argv,
                         &layout, err);
   if (ret < 0)
     return ret;
+  if (geteuid() == 0 && strcmp(plan->runtime->name, "podman") == 0)
+    layout.userns_base = userns_preview_base(id);
   return plan_build_argv(plan, &layout, argv, err);
 }
 

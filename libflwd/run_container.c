@@ -378,6 +378,7 @@ run_layout_fill(flwd_ctx *ctx, const struct plan *plan, const char *run_id,
   layout->env_file = env_file;
   layout->init_path = ctx->init_path;
   layout->state_dir = ctx->state_dir;
+  layout->userns_base = 0;
   layout->command = command;
   return 0;
 }
@@ -547,20 +548,34 @@ step_container(flwd_run *run)
     return;
   }
 
+  /* As root with Podman, the run holds a range of host ids of its own. */
+  if (geteuid() == 0 && run->userns_lock_fd < 0
+      && strcmp(run->plan.runtime->name, "podman") == 0
+      && run->plan.profile != PROFILE_DISABLED
+      && userns_take_range(run->id, &run->userns_lock_fd, &run->userns_base)
+             < 0)
+    ctx_log(run->ctx, FLWD_LOG_WARNING,
+            "run %s: no free range in the \"containers\" entries of "
+            "/etc/subuid and /etc/subgid; using --userns=auto",
+            run->id);
+
   struct run_layout layout;
   cleanup_strv struct strv argv;
   strv_init(&argv);
   bool detached = run->plan.detached;
-  if (run_layout_fill(run->ctx, &run->plan, run->id, run->container_name,
-                      run->host_dir, run->env_file, &run->command, &layout,
-                      &err)
-          < 0
-      || plan_build_argv(&run->plan, &layout, &argv, &err) < 0
-      || spawn_step(run, STEP_CONTAINER, &argv,
-                    detached ? on_capture_output : on_container_output,
-                    detached ? on_detached_start_exit : on_container_exit,
-                    &err)
-             < 0) {
+  int ret = run_layout_fill(run->ctx, &run->plan, run->id,
+                            run->container_name, run->host_dir, run->env_file,
+                            &run->command, &layout, &err);
+  layout.userns_base = run->userns_base;
+  if (ret == 0)
+    ret = plan_build_argv(&run->plan, &layout, &argv, &err);
+  if (ret == 0)
+    ret = spawn_step(run, STEP_CONTAINER, &argv,
+                     detached ? on_capture_output : on_container_output,
+                     detached ? on_detached_start_exit : on_container_exit,
+                     &err);
+  if (ret < 0) {
+    release_create_lock(run);
     run_fail(run, steal_pointer(&err));
     return;
   }

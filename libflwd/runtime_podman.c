@@ -12,8 +12,9 @@ podman_probe(flwd_ctx *ctx, const char *path, struct runtime_caps *out,
 {
   bool rootless = geteuid() != 0;
   out->rootless = rootless;
-  /* As root, every run gets a fresh user namespace (--userns=auto); as an
-   * ordinary user, the rootless user namespace does the same job. */
+  /* As root, every run gets a user namespace of its own range of host
+   * ids; as an ordinary user, the rootless user namespace does the same
+   * job. */
   out->userns = true;
   /* Rootless Podman on cgroups v1 cannot set limits; it prints a warning
    * and ignores them, so flwd leaves the flags out and says so. */
@@ -39,9 +40,14 @@ podman_run_argv(const struct plan *plan, const struct run_layout *layout,
     ret |= strv_push(argv, "--read-only-tmpfs=false");
     ret |= strv_push(argv, "--tmpfs=/tmp:rw,nosuid,nodev,size=64m,mode=1777");
     /* Running as root, give the container its own range of host uids so
-     * that container root is not host root. */
-    if (geteuid() == 0)
+     * that container root is not host root: the range flwd picked, or
+     * Podman's own pick when no range was free. */
+    if (geteuid() == 0 && layout->userns_base) {
+      ret |= strv_pushf(argv, "--uidmap=0:%lu:65536", layout->userns_base);
+      ret |= strv_pushf(argv, "--gidmap=0:%lu:65536", layout->userns_base);
+    } else if (geteuid() == 0) {
       ret |= strv_push(argv, "--userns=auto");
+    }
   }
   ret |= runtime_push_mounts(plan, layout, argv);
   ret |= strv_push(argv, "--entrypoint=/run/flwd/init");
