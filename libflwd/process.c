@@ -170,6 +170,29 @@ on_exit_ready(evutil_socket_t fd, short what, void *arg)
   maybe_report(child);
 }
 
+/* Returns flwd's environment without the variables that carry secrets,
+ * FLWD_SECRET_* and the server's FLWD_TOKEN, for a runtime command: a
+ * child's environment is readable in /proc by its user for as long as it
+ * runs. The strings are borrowed from environ; free only the array. */
+static char **
+runtime_environ(void)
+{
+  size_t n = 0;
+  while (environ[n])
+    n++;
+  char **env = calloc(n + 1, sizeof(*env));
+  if (env == NULL)
+    return NULL;
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(environ[i], "FLWD_SECRET_", 12) == 0
+        || strncmp(environ[i], "FLWD_TOKEN=", 11) == 0)
+      continue;
+    env[kept++] = environ[i];
+  }
+  return env;
+}
+
 /* Spawns ARGV with stdout and stderr on the write ends of two pipes, in a
  * new process group and with every signal at its default, so that the
  * terminal's Ctrl-C reaches the caller rather than the runtime, and the
@@ -207,8 +230,11 @@ spawn_with_pipes(const struct strv *argv, int out_pipe[2], int err_pipe[2],
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
 
-  int rc = posix_spawn(pid, argv->items[0], &actions, &attr, argv->items,
-                       environ);
+  char **env = runtime_environ();
+  int rc = env ? posix_spawn(pid, argv->items[0], &actions, &attr,
+                             argv->items, env)
+               : ENOMEM;
+  free(env);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(out_pipe[1]);

@@ -86,7 +86,7 @@ append_env(flwd_run *run, const char *name, struct buf *value,
   if (len && value->data[len - 1] == '\n')
     len--;
   if (memchr(value->data, '\n', len) || memchr(value->data, '\0', len))
-    return set_error(err, FLWD_E_SECRET_NOT_FOUND,
+    return set_error(err, FLWD_E_CONFIG_INVALID,
                      "secret '%s' cannot be given as an environment "
                      "variable: its value holds a line break or a NUL byte",
                      name);
