@@ -597,6 +597,10 @@ on_start(evutil_socket_t fd, short what, void *arg)
 int
 flwd_run_start(flwd_run *run, flwd_error **err)
 {
+  if (run->state >= FLWD_RUN_SUCCEEDED)
+    return set_error(err, FLWD_E_RUN_FINISHED,
+                     "run %s has already finished as %s", run->id,
+                     flwd_run_state_name(run->state));
   if (run->state != FLWD_RUN_QUEUED || run->active || run->start_ev)
     return set_error(err, FLWD_E_REQUEST_INVALID,
                      "run %s has already been started", run->id);

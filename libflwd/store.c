@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <sqlite3.h>
@@ -137,6 +138,18 @@ store_open_at(const char *state_dir, struct store **out, flwd_error **err)
     free(store);
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
   }
+
+  /* Switching a new database to WAL fails with SQLITE_BUSY, busy timeout
+   * or not, when another process opens it at the same moment; a file lock
+   * in the state directory lets one process at a time set the store up. */
+  cleanup_free char *lock_path = xasprintf("%s/flwd.db.lock", state_dir);
+  cleanup_close int lock_fd = lock_path ? open(lock_path, O_RDWR | O_CREAT
+                                                              | O_CLOEXEC,
+                                               0600)
+                                        : -1;
+  if (lock_fd >= 0)
+    while (flock(lock_fd, LOCK_EX) < 0 && errno == EINTR)
+      ;
 
   int ret = 0;
   if (sqlite3_open_v2(store->path, &store->db,
