@@ -242,6 +242,7 @@ teardown(struct server *srv)
     log_msg(FLWD_LOG_INFO, "leaving the active runs to the next start");
   flwd_ctx_abandon(srv->ctx);
   srv->ctx = NULL;
+  runs_forget_all(srv);
   if (srv->base)
     event_base_free(srv->base);
   srv->base = NULL;

@@ -226,3 +226,12 @@ runs_any_active(struct server *srv)
   }
   return active;
 }
+
+/* Forgets every run entry; for shutdown, after the context was abandoned
+ * and with it the runs the entries point to. */
+void
+runs_forget_all(struct server *srv)
+{
+  while (srv->runs)
+    entry_free(srv->runs);
+}

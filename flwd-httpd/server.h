@@ -243,6 +243,9 @@ int runs_stored_final(flwd_ctx *ctx, const char *id, flwd_error **err);
 /* Returns true when any run is still active in the server's context. */
 bool runs_any_active(struct server *srv);
 
+/* Forgets every run entry without touching the runs. */
+void runs_forget_all(struct server *srv);
+
 /* ---- Follow streams (stream.c) ---------------------------------------- */
 
 /* Starts a Server-Sent Events reply of R's run from position AFTER. */
