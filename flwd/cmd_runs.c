@@ -98,8 +98,8 @@ cmd_show(struct cli *cli, int argc, char **argv)
   }
   json_object *obj = json_tokener_parse(run);
   json_object_object_add(obj, "events", json_tokener_parse(events));
-  puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY
-                                               | JSON_C_TO_STRING_NOSLASHESCAPE));
+  int flags = JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE;
+  puts(json_object_to_json_string_ext(obj, flags));
   json_object_put(obj);
   flwd_free(run);
   flwd_free(events);

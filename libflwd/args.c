@@ -395,7 +395,7 @@ flwd_args_from_json(const flwd_job *job, const char *json, flwd_args **out,
 char *
 flwd_args_to_json(const flwd_args *args)
 {
-  return json_to_string_owned(args->values, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  return json_to_string_owned(args->values, JSON_PLAIN);
 }
 
 void
@@ -432,7 +432,7 @@ arg_env_text(json_object *value)
     case json_type_boolean:
       return strdup(json_object_get_boolean(value) ? "true" : "false");
     default:
-      return json_to_string_owned(value, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+      return json_to_string_owned(value, JSON_PLAIN);
   }
 }
 

@@ -15,6 +15,8 @@
 #define FLWD_HIDDEN __attribute__((visibility("hidden")))
 #define FLWD_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* Compact JSON without escaped slashes, for every text flwd produces. */
+#define JSON_PLAIN (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /* ---- Cleanup helpers -------------------------------------------------- */
 
@@ -127,7 +129,7 @@ FLWD_HIDDEN void format_utc_now(char out[32]);
 FLWD_HIDDEN int parse_duration_ms(const char *s, long long *out);
 FLWD_HIDDEN int parse_size_bytes(const char *s, long long *out);
 
-/* What a runtime can and cannot enforce on this host. */
+/* The guarantees a runtime can enforce on this host. */
 struct runtime_caps {
   bool rootless;        /* the containers run without host root */
   bool userns;          /* container root is mapped to an unprivileged uid */
@@ -177,7 +179,7 @@ FLWD_HIDDEN void ctx_log(flwd_ctx *ctx, flwd_log_level level,
 /* ---- User namespace ranges (userns.c) -------------------------------- */
 
 /* Takes a free range of 65536 host ids for RUN_ID from the "containers"
- * subordinate range and holds it with *LOCK_FD. Returns -1 when there is
+ * subordinate range and reserves it with *LOCK_FD. Returns -1 when there is
  * no such range or none is free. */
 FLWD_HIDDEN int userns_take_range(const char *run_id, int *lock_fd,
                                   unsigned long *base);
@@ -310,7 +312,7 @@ FLWD_HIDDEN flwd_args *args_copy(const flwd_args *args);
 FLWD_HIDDEN int arg_bind_text(const struct arg_spec *arg, const char *text,
                               json_object **out, flwd_error **err);
 
-/* Returns the text of VALUE as the job sees it in FLWD_ARG_* variables. */
+/* Returns the text of VALUE as the job gets it in FLWD_ARG_* variables. */
 FLWD_HIDDEN char *arg_env_text(json_object *value);
 
 /* Returns FLWD_ARG_ followed by NAME upper-cased, other characters as _. */

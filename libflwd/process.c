@@ -314,10 +314,10 @@ on_kill_timeout(evutil_socket_t fd, short what, void *arg)
   child_signal(arg, SIGKILL);
 }
 
-/* Podman keeps some of its locks in shared memory, and a Podman process
- * killed while holding one can leave it held for every later command. So
- * flwd asks its runtime processes to stop with SIGTERM first and sends
- * SIGKILL only to one that has not exited after GRACE_MS. */
+/* Podman keeps some of its locks in shared memory, and a Podman process killed
+ * while holding one can leave it held for every later command. So flwd stops
+ * its runtime processes with SIGTERM first and sends SIGKILL only to one that
+ * has not exited after GRACE_MS. */
 void
 child_terminate(struct child *child, long long grace_ms)
 {

@@ -117,7 +117,7 @@ struct flwd_run {
   int create_lock_fd;          /* held while the runtime creates */
   struct event *create_ev;     /* lock retry, then the start watch */
   long long create_started_ms;
-  int userns_lock_fd;           /* holds the run's range of host ids */
+  int userns_lock_fd;           /* reserves the run's range of host ids */
   unsigned long userns_base;
   bool start_timed_out;
   bool start_retried;
@@ -166,9 +166,9 @@ FLWD_HIDDEN flwd_run *run_alloc(flwd_ctx *ctx, flwd_job *job,
                                 flwd_args *args, const char *id);
 FLWD_HIDDEN void link_active(flwd_run *run);
 
-/* Takes the run's owner lock, a file lock that says a live process runs
- * it. Returns 1 when taken, 0 when another process holds it, -1 when
- * locking failed. */
+/* Takes the run's owner lock, a file lock that marks the run as run by a
+ * live process. Returns 1 when taken, 0 when another process has it, and
+ * -1 when locking failed. */
 FLWD_HIDDEN int run_take_owner_lock(flwd_run *run);
 
 /* secrets.c: the run's secrets. */

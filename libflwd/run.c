@@ -5,8 +5,8 @@
  * attached, then clean up. Only one child runs for a run at a time, except
  * the stop command, which runs beside the attached container.
  *
- * Whether the job itself ran is told by flwd-init, a static helper mounted
- * into the container as its entrypoint: it writes a marker just before it
+ * flwd-init, a static helper mounted into the container as its entrypoint,
+ * records whether the job itself ran: it writes a marker just before it
  * executes the job's command. An exit without the marker is the runtime's
  * failure (E_OCI); with it, the exit status is the job's own, 125 to 127
  * included.
@@ -183,7 +183,7 @@ flwd_run_set_event_cb(flwd_run *run, flwd_event_cb cb, void *user)
   for (size_t i = 0; cb && i < n; i++)
     cb(run, json_object_to_json_string_ext(
                 json_object_array_get_idx(run->events, i),
-                JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+                JSON_PLAIN),
        user);
 }
 
@@ -586,8 +586,9 @@ on_start(evutil_socket_t fd, short what, void *arg)
   }
   struct store *store = NULL;
   if (store_get(run->ctx, &store, &err) < 0
-      || (store && (run->log_fd = store_log_open(run->ctx, run->id, false, &err))
-                       < 0)) {
+      || (store
+          && (run->log_fd = store_log_open(run->ctx, run->id, false, &err))
+                 < 0)) {
     run_fail(run, steal_pointer(&err));
     return;
   }
@@ -674,7 +675,7 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
   }
   switch (run->step) {
     case STEP_NONE:
-      /* Not started yet: the start callback sees the request and ends. */
+      /* Not started yet: the start callback finds the request and ends. */
       break;
     case STEP_CREATE_WAIT:
       evtimer_del(run->create_ev);
@@ -765,10 +766,10 @@ run_finish(flwd_run *run, flwd_run_state state)
     json_object_object_add(data, "exit_status",
                            json_object_new_int(run->exit_status));
   if (run->error) {
-    json_object_object_add(data, "error_code", json_object_new_string(
-                                                   flwd_error_name(run->error)));
-    json_object_object_add(data, "error_message", json_object_new_string(
-                                                      run->error->message));
+    const char *code = flwd_error_name(run->error);
+    json_object_object_add(data, "error_code", json_object_new_string(code));
+    json_object_object_add(data, "error_message",
+                           json_object_new_string(run->error->message));
   }
   emit(run, "run.finished", data);
   record_run(run);

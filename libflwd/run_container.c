@@ -95,9 +95,9 @@ is_name_conflict(flwd_run *run)
              || strstr(run->stderr_tail.data, "is already in use"));
 }
 
-/* Returns the io.flwd.run-id label of the container holding the run's
- * name (an empty string for a container without it), or NULL when the
- * runtime could not say. Blocks for one short runtime command. */
+/* Returns the io.flwd.run-id label of the container holding the run's name (an
+ * empty string for a container without it), or NULL when the runtime command
+ * failed. Blocks for one short runtime command. */
 static char *
 container_run_label(flwd_run *run)
 {
@@ -178,9 +178,9 @@ fail_to_run(flwd_run *run, int marker, const char *reason)
   cleanup_then_finish(run, FLWD_RUN_ERROR);
 }
 
-/* Ends the run after its container stopped with exit CODE (EXITED: the
- * runtime process exited rather than died of a signal). REMOVED tells
- * whether the runtime has already removed the container. */
+/* Ends the run after its container stopped with exit CODE (EXITED: the runtime
+ * process exited rather than died of a signal). REMOVED is true when the
+ * runtime has already removed the container. */
 static void
 container_ended(flwd_run *run, int code, bool exited, bool removed)
 {
@@ -548,7 +548,7 @@ step_container(flwd_run *run)
     return;
   }
 
-  /* As root with Podman, the run holds a range of host ids of its own. */
+  /* As root with Podman, the run reserves a range of host ids of its own. */
   if (geteuid() == 0 && run->userns_lock_fd < 0
       && strcmp(run->plan.runtime->name, "podman") == 0
       && run->plan.profile != PROFILE_DISABLED

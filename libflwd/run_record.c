@@ -29,7 +29,7 @@ emit(flwd_run *run, const char *type, json_object *data)
   json_object_object_add(event, "data",
                          data ? data : json_object_new_object());
   const char *text = json_object_to_json_string_ext(
-      event, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+      event, JSON_PLAIN);
   if (run->events)
     json_object_array_add(run->events, json_object_get(event));
 
@@ -228,8 +228,7 @@ flwd_run_to_json(const flwd_run *run)
                          json_object_new_boolean(run->log_dropped > 0));
   json_object_object_add(obj, "log_dropped_bytes",
                          json_object_new_int64(run->log_dropped));
-  return json_to_string_owned(obj, JSON_C_TO_STRING_PLAIN
-                                       | JSON_C_TO_STRING_NOSLASHESCAPE);
+  return json_to_string_owned(obj, JSON_PLAIN);
 }
 
 /* Writes the run's current document to the store. A failure is logged:

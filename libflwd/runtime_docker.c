@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-/* The probe must answer within the second that a missing runtime may
+/* The probe must finish within the second that a missing runtime may
  * take to report, whatever the daemon does. */
 #define PROBE_TIMEOUT_MS 800
 #define PROBE_MAX_BYTES (256 * 1024)
@@ -63,8 +63,8 @@ wait_fd(int fd, short events, long long deadline)
   }
 }
 
-/* Sends GET PATH to the daemon over its unix socket with HTTP/1.0, so that
- * the answer ends when the daemon closes the connection. */
+/* Sends GET PATH to the daemon over its unix socket with HTTP/1.0, so that the
+ * reply ends when the daemon closes the connection. */
 static int
 docker_http_get(const char *socket_path, const char *path, struct buf *reply,
                 flwd_error **err)
@@ -159,7 +159,7 @@ parse_info(const char *body, struct docker_info *info)
     info->cgroup2 = strcmp(json_object_get_string(version), "2") == 0;
 }
 
-/* Asks the daemon for /info: the answer proves it is up and tells which
+/* Requests /info from the daemon: the reply proves it is up and lists which
  * of the secure profile's guarantees it can give. */
 static int
 docker_probe(flwd_ctx *ctx, const char *path, struct runtime_caps *caps,

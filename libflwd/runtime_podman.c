@@ -17,7 +17,8 @@ podman_probe(flwd_ctx *ctx, const char *path, struct runtime_caps *out,
    * job. */
   out->userns = true;
   /* Rootless Podman on cgroups v1 cannot set limits; it prints a warning
-   * and ignores them, so flwd leaves the flags out and says so. */
+   * and ignores them, so flwd leaves the flags out and reports the missing
+   * guarantee. */
   out->resource_limits = !rootless || host_has_cgroup2();
   return 0;
 }

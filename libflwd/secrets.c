@@ -77,7 +77,7 @@ granted_as_env(const flwd_run *run, const char *name)
 
 /* Appends NAME=VALUE for a secret granted as an environment variable. The
  * variable is the name upper-cased; one final newline of a file's value
- * is dropped, and a value that still holds a line break is rejected. */
+ * is dropped, and a value that still contains a line break is rejected. */
 static int
 append_env(flwd_run *run, const char *name, struct buf *value,
            struct buf *env, flwd_error **err)

@@ -681,7 +681,7 @@ read_enum_values(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                           json_object_new_string(scalar_text(element)));
   }
   arg->values_text = json_to_string_owned(arg->values,
-                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+                                          JSON_PLAIN);
   return 0;
 }
 
@@ -724,7 +724,7 @@ read_default_value(struct yaml_reader *r, const yaml_node_t *v, const char *f,
     }
   }
   arg->default_value = value;
-  arg->default_text = json_to_string_owned(value, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  arg->default_text = json_to_string_owned(value, JSON_PLAIN);
   return 0;
 }
 
@@ -1138,5 +1138,5 @@ flwd_job_to_json(const flwd_job *job)
     json_object_array_add(args, a);
   }
   json_object_object_add(obj, "args", args);
-  return json_to_string_owned(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  return json_to_string_owned(obj, JSON_PLAIN);
 }

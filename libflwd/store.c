@@ -578,7 +578,6 @@ flwd_store_logs_json(flwd_ctx *ctx, const char *id, long long after_line,
     free(line);
     fclose(f);
   }
-  *out = json_to_string_owned(lines, JSON_C_TO_STRING_PLAIN
-                                         | JSON_C_TO_STRING_NOSLASHESCAPE);
+  *out = json_to_string_owned(lines, JSON_PLAIN);
   return *out ? 0 : set_error(err, FLWD_E_INTERNAL, "out of memory");
 }
