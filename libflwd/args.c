@@ -6,6 +6,8 @@
 
 #include "internal.h"
 
+#define ENV_VALUE_MAX_BYTES 60000
+
 /* Values reach the job through an env file of KEY=VALUE lines, which
  * cannot carry a line break or a NUL byte; they are rejected when bound, so
  * that a run never starts with a value the job would see cut short. */
@@ -13,6 +15,13 @@ static int
 check_env_safe(const struct arg_spec *arg, const char *text, size_t len,
                flwd_error **err)
 {
+  /* Podman and Docker read env files with a line limit of 64 KiB. */
+  if (len > ENV_VALUE_MAX_BYTES)
+    return set_error(err, FLWD_E_ARGS_INVALID,
+                     "argument '%s': the value is %zu bytes long, more than "
+                     "the %d that flwd can pass through the environment; "
+                     "pass it in a file under the job's /work instead",
+                     arg->name, len, ENV_VALUE_MAX_BYTES);
   if (strlen(text) != len)
     return set_error(err, FLWD_E_ARGS_INVALID,
                      "argument '%s': the value contains a NUL byte",

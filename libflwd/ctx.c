@@ -99,18 +99,28 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
 
   /* Invalid values from the environment are reported now rather than at
    * the first run. */
-  int ret = validate_option(FLWD_OPT_RUNTIME, ctx->runtime_choice, err);
-  if (ret == 0)
-    ret = validate_option(FLWD_OPT_RUN_MODE, ctx->run_mode, err);
-  if (ret == 0)
-    ret = validate_option(FLWD_OPT_STATE_DIR, ctx->state_dir, err);
-  if (ret == 0)
-    ret = validate_option(FLWD_OPT_INIT_PATH, ctx->init_path, err);
+  static const struct {
+    const char *variable;
+    flwd_option option;
+  } from_env[] = {
+    {"FLWD_RUNTIME", FLWD_OPT_RUNTIME},
+    {"FLWD_RUN_MODE", FLWD_OPT_RUN_MODE},
+    {"FLWD_STATE_DIR", FLWD_OPT_STATE_DIR},
+    {"FLWD_INIT", FLWD_OPT_INIT_PATH},
+  };
+  int ret = 0;
+  for (size_t i = 0; i < ARRAY_SIZE(from_env) && ret == 0; i++) {
+    ret = validate_option(from_env[i].option,
+                          flwd_ctx_get_option(ctx, from_env[i].option), err);
+    if (ret < 0)
+      wrap_error(err, ret, "%s", from_env[i].variable);
+  }
   const char *policy = getenv("FLWD_POLICY");
-  if (ret == 0 && policy && *policy)
-    ret = flwd_ctx_set_option(ctx, FLWD_OPT_POLICY_FILE, policy, err);
+  if (ret == 0 && policy && *policy
+      && (ret = flwd_ctx_set_option(ctx, FLWD_OPT_POLICY_FILE, policy, err))
+             < 0)
+    wrap_error(err, ret, "FLWD_POLICY");
   if (ret < 0) {
-    wrap_error(err, ret, "invalid environment");
     flwd_ctx_free(ctx);
     return ret;
   }

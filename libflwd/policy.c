@@ -271,7 +271,7 @@ int
 policy_load(const char *path, struct policy **out, flwd_error **err)
 {
   struct buf data = {0};
-  int ret = read_small_file(path, POLICY_MAX_BYTES, &data,
+  int ret = read_small_file(path, "policy", POLICY_MAX_BYTES, &data,
                             FLWD_E_CONFIG_INVALID, err);
   yaml_document_t document;
   if (ret == 0)

@@ -113,6 +113,7 @@ struct flwd_run {
   struct event *follow_grace_ev;
   struct event *watchdog_ev;
   struct event *rm_retry_ev;
+  struct event *stop_deadline_ev;
   int owner_lock_fd;           /* held by the process that runs the run */
   int create_lock_fd;          /* held while the runtime creates */
   struct event *create_ev;     /* lock retry, then the start watch */
@@ -147,6 +148,7 @@ FLWD_HIDDEN int command_from_image(flwd_run *run, const char *config_json,
 /* run_container.c: running, stopping and removing the container. */
 FLWD_HIDDEN void step_container(flwd_run *run);
 FLWD_HIDDEN void send_stop(flwd_run *run);
+FLWD_HIDDEN void arm_stop_deadline(flwd_run *run);
 FLWD_HIDDEN void follow_container(flwd_run *run);
 FLWD_HIDDEN void release_create_lock(flwd_run *run);
 FLWD_HIDDEN int run_layout_fill(flwd_ctx *ctx, const struct plan *plan,

@@ -287,6 +287,8 @@ free_run_memory(flwd_run *run)
     event_free(run->follow_grace_ev);
   if (run->watchdog_ev)
     event_free(run->watchdog_ev);
+  if (run->stop_deadline_ev)
+    event_free(run->stop_deadline_ev);
   if (run->rm_retry_ev)
     event_free(run->rm_retry_ev);
   if (run->create_ev)
@@ -696,6 +698,7 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
       break;
     case STEP_CONTAINER:
       run->stop_sent_ms = monotonic_ms();
+      arm_stop_deadline(run);
       json_object *data = data_of("container", run->container_name);
       json_object_object_add(data, "grace_ms", json_object_new_int64(
                                                    run->job->stop_timeout_ms));
@@ -737,6 +740,8 @@ run_finish(flwd_run *run, flwd_run_state state)
     evtimer_del(run->timeout_ev);
   if (run->stop_retry_ev)
     evtimer_del(run->stop_retry_ev);
+  if (run->stop_deadline_ev)
+    evtimer_del(run->stop_deadline_ev);
   if (run->start_ev)
     evtimer_del(run->start_ev);
   release_pull_lock(run);

@@ -633,6 +633,35 @@ on_stop_exit(struct child *child, int status, void *user)
     evtimer_add(run->stop_retry_ev, &tv);
 }
 
+/* Ends the runtime's commands of a stop that has not finished by the grace
+ * period and a margin: a runtime stuck on a lock would otherwise hold the
+ * run forever. The removal that follows kills the container. */
+static void
+on_stop_deadline(evutil_socket_t fd, short what, void *arg)
+{
+  flwd_run *run = arg;
+  if (run->step != STEP_CONTAINER)
+    return;
+  ctx_log(run->ctx, FLWD_LOG_WARNING,
+          "run %s: container %s did not stop within its grace period and "
+          "%d s more; ending the runtime's commands and removing it",
+          run->id, run->container_name, STOP_SLACK_MS / 1000);
+  emit(run, "kill.sent", data_of("container", run->container_name));
+  child_terminate(run->stopper, RUNTIME_KILL_GRACE_MS);
+  child_terminate(run->child, RUNTIME_KILL_GRACE_MS);
+}
+
+void
+arm_stop_deadline(flwd_run *run)
+{
+  long long ms = run->job->stop_timeout_ms + STOP_SLACK_MS;
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  if (run->stop_deadline_ev == NULL)
+    run->stop_deadline_ev = evtimer_new(run->ctx->base, on_stop_deadline, run);
+  if (run->stop_deadline_ev)
+    evtimer_add(run->stop_deadline_ev, &tv);
+}
+
 void
 send_stop(flwd_run *run)
 {

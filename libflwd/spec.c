@@ -14,6 +14,7 @@
 
 /* Specs are small; anything larger is a mistake, not a job. */
 #define SPEC_MAX_BYTES (1024 * 1024)
+#define MAX_NESTING 32
 #define ID_MAX_LEN 63
 
 
@@ -823,11 +824,53 @@ static const struct field top_fields[] = {
   {"pull", read_pull, false},
 };
 
+/* Walks the events of DATA and fails at the first collection nested more
+ * than MAX_NESTING deep. libyaml's document loader slows down by the
+ * square of the nesting depth, so a small hostile file could otherwise
+ * keep flwd busy for minutes; no spec or policy needs such depth. A
+ * syntax error is left to the loader, which reports it with its context. */
+static int
+check_nesting(const char *name, const char *what, const char *data,
+              size_t len, flwd_code code, flwd_error **err)
+{
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser))
+    return set_error(err, FLWD_E_INTERNAL, "%s: cannot create a YAML parser",
+                     name);
+  yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
+
+  int depth = 0, ret = 0;
+  for (;;) {
+    yaml_event_t event;
+    if (!yaml_parser_parse(&parser, &event))
+      break;
+    yaml_event_type_t type = event.type;
+    if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT)
+      depth++;
+    if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
+      depth--;
+    if (depth > MAX_NESTING)
+      ret = set_error(err, code,
+                      "%s:%zu:%zu: %s: nested deeper than %d levels", name,
+                      event.start_mark.line + 1, event.start_mark.column + 1,
+                      what, MAX_NESTING);
+    yaml_event_delete(&event);
+    if (ret < 0 || type == YAML_STREAM_END_EVENT)
+      break;
+  }
+  yaml_parser_delete(&parser);
+  return ret;
+}
+
 int
 parse_document(const char *name, const char *what, const char *data,
                size_t len, yaml_document_t *doc, flwd_code code,
                flwd_error **err)
 {
+  int nesting = check_nesting(name, what, data, len, code, err);
+  if (nesting < 0)
+    return nesting;
+
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser))
     return set_error(err, FLWD_E_INTERNAL, "%s: cannot create a YAML parser",
@@ -894,20 +937,26 @@ flwd_job_load_buffer(flwd_ctx *ctx, const char *name, const char *data,
 }
 
 int
-read_small_file(const char *path, size_t max, struct buf *out, flwd_code code,
-                flwd_error **err)
+read_small_file(const char *path, const char *what, size_t max,
+                struct buf *out, flwd_code code, flwd_error **err)
 {
   FILE *f = fopen(path, "re");
   if (f == NULL)
     return set_error_errno(err, code, errno, "cannot open '%s'", path);
   char chunk[8192];
   size_t n;
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-    if (out->len + n > max + 1 || buf_append(out, chunk, n) < 0)
+  bool too_large = false;
+  while (!too_large && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    too_large = out->len + n > max;
+    if (!too_large && buf_append(out, chunk, n) < 0)
       break;
   }
   int read_failed = ferror(f);
   fclose(f);
+  if (too_large)
+    return set_error(err, code, "%s:1:1: %s: the file is larger than %zu "
+                                "bytes",
+                     path, what, max);
   if (read_failed)
     return set_error(err, code, "cannot read '%s'", path);
   return 0;
@@ -921,7 +970,7 @@ flwd_job_load(flwd_ctx *ctx, const char *path, flwd_job **out,
   flwd_code code = access(path, F_OK) < 0 && errno == ENOENT
                        ? FLWD_E_JOB_NOT_FOUND
                        : FLWD_E_SPEC_INVALID;
-  int ret = read_small_file(path, SPEC_MAX_BYTES, &data, code, err);
+  int ret = read_small_file(path, "spec", SPEC_MAX_BYTES, &data, code, err);
   if (ret == 0)
     ret = flwd_job_load_buffer(ctx, path, data.data ? data.data : "",
                                data.len, out, err);
