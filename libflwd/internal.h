@@ -125,6 +125,11 @@ FLWD_HIDDEN int write_file_atomic(const char *path, const char *data,
                                   size_t len, mode_t mode);
 FLWD_HIDDEN char *find_in_path(const char *name);
 FLWD_HIDDEN int random_hex(char *out, size_t nbytes);
+
+/* Opens PATH (creating it) and takes an exclusive file lock without
+ * waiting. Returns 1 with the descriptor in *FD_OUT, 0 when another open
+ * file holds the lock, and -1 on failure. */
+FLWD_HIDDEN int lock_file_try(const char *path, int *fd_out);
 FLWD_HIDDEN void format_utc_now(char out[32]);
 FLWD_HIDDEN int parse_duration_ms(const char *s, long long *out);
 FLWD_HIDDEN int parse_size_bytes(const char *s, long long *out);
@@ -387,6 +392,17 @@ FLWD_HIDDEN int runtime_push_identity(const struct run_layout *layout,
                                       struct strv *argv);
 FLWD_HIDDEN int runtime_push_secure(const struct plan *plan,
                                     struct strv *argv);
+
+/* Command lines that Podman and Docker spell alike; each appends to ARGV
+ * after the runtime's path. */
+FLWD_HIDDEN int cli_image_inspect_argv(const char *image, struct strv *argv);
+FLWD_HIDDEN int cli_pull_argv(const char *image, struct strv *argv);
+FLWD_HIDDEN int cli_kill_argv(const char *name, struct strv *argv);
+FLWD_HIDDEN int cli_labels_argv(const char *name, struct strv *argv);
+FLWD_HIDDEN int cli_wait_argv(const char *name, struct strv *argv);
+FLWD_HIDDEN int cli_logs_argv(const char *name, struct strv *argv);
+FLWD_HIDDEN int cli_list_argv(const char *key, const char *value,
+                              struct strv *argv);
 
 /* Picks the runtime for CTX (once per context) and stores it there. */
 FLWD_HIDDEN int runtime_select(flwd_ctx *ctx, flwd_error **err);

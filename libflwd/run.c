@@ -207,16 +207,7 @@ run_take_owner_lock(flwd_run *run)
   cleanup_free char *path = owner_lock_path(run);
   if (dir == NULL || path == NULL || mkdir_p(dir, 0700) < 0)
     return -1;
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return -1;
-  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    int saved = errno;
-    close(fd);
-    return saved == EWOULDBLOCK ? 0 : -1;
-  }
-  run->owner_lock_fd = fd;
-  return 1;
+  return lock_file_try(path, &run->owner_lock_fd);
 }
 
 static void

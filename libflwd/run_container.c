@@ -427,16 +427,7 @@ try_create_lock(flwd_run *run)
   *slash = '\0';
   int made = mkdir_p(path, 0700);
   *slash = '/';
-  int fd = made == 0 ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
-  if (fd < 0)
-    return -1;
-  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    int saved = errno;
-    close(fd);
-    return saved == EWOULDBLOCK ? 0 : -1;
-  }
-  run->create_lock_fd = fd;
-  return 1;
+  return made == 0 ? lock_file_try(path, &run->create_lock_fd) : -1;
 }
 
 void

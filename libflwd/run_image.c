@@ -128,16 +128,7 @@ try_pull_lock(flwd_run *run)
       *p = '_';
   }
   cleanup_free char *path = xasprintf("%s/%s.lock", dir, name);
-  int fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
-  if (fd < 0)
-    return -1;
-  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    int saved = errno;
-    close(fd);
-    return saved == EWOULDBLOCK ? 0 : -1;
-  }
-  run->pull_lock_fd = fd;
-  return 1;
+  return path ? lock_file_try(path, &run->pull_lock_fd) : -1;
 }
 
 void

@@ -210,3 +210,73 @@ runtime_push_secure(const struct plan *plan, struct strv *argv)
   }
   return ret;
 }
+
+/* ---- Commands both runtimes spell alike ------------------------------- */
+
+/* Appends WORDS, then "--" and NAME, so that a name can never be read as
+ * an option. */
+static int
+push_command(struct strv *argv, const char *const *words, const char *name)
+{
+  int ret = 0;
+  for (const char *const *w = words; *w; w++)
+    ret |= strv_push(argv, *w);
+  ret |= strv_push(argv, "--");
+  ret |= strv_push(argv, name);
+  return ret;
+}
+
+int
+cli_image_inspect_argv(const char *image, struct strv *argv)
+{
+  static const char *const words[] = {"image", "inspect",
+                                      "--format={{json .Config}}", NULL};
+  return push_command(argv, words, image);
+}
+
+int
+cli_pull_argv(const char *image, struct strv *argv)
+{
+  static const char *const words[] = {"pull", "--quiet", NULL};
+  return push_command(argv, words, image);
+}
+
+int
+cli_kill_argv(const char *name, struct strv *argv)
+{
+  static const char *const words[] = {"kill", "--signal=KILL", NULL};
+  return push_command(argv, words, name);
+}
+
+int
+cli_labels_argv(const char *name, struct strv *argv)
+{
+  static const char *const words[] = {"container", "inspect",
+                                      "--format={{json .Config.Labels}}",
+                                      NULL};
+  return push_command(argv, words, name);
+}
+
+int
+cli_wait_argv(const char *name, struct strv *argv)
+{
+  static const char *const words[] = {"wait", NULL};
+  return push_command(argv, words, name);
+}
+
+int
+cli_logs_argv(const char *name, struct strv *argv)
+{
+  static const char *const words[] = {"logs", "--follow", NULL};
+  return push_command(argv, words, name);
+}
+
+int
+cli_list_argv(const char *key, const char *value, struct strv *argv)
+{
+  int ret = strv_push(argv, "ps");
+  ret |= strv_push(argv, "--all");
+  ret |= strv_pushf(argv, "--filter=label=%s=%s", key, value);
+  ret |= strv_push(argv, "--format={{.Names}}");
+  return ret;
+}

@@ -211,41 +211,10 @@ docker_run_argv(const struct plan *plan, const struct run_layout *layout,
 }
 
 static int
-docker_image_inspect_argv(const char *image, struct strv *argv)
-{
-  int ret = strv_push(argv, "image");
-  ret |= strv_push(argv, "inspect");
-  ret |= strv_push(argv, "--format={{json .Config}}");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, image);
-  return ret;
-}
-
-static int
-docker_pull_argv(const char *image, struct strv *argv)
-{
-  int ret = strv_push(argv, "pull");
-  ret |= strv_push(argv, "--quiet");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, image);
-  return ret;
-}
-
-static int
 docker_stop_argv(const char *name, long long grace_ms, struct strv *argv)
 {
   int ret = strv_push(argv, "stop");
   ret |= strv_pushf(argv, "--time=%lld", (grace_ms + 999) / 1000);
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-docker_kill_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "kill");
-  ret |= strv_push(argv, "--signal=KILL");
   ret |= strv_push(argv, "--");
   ret |= strv_push(argv, name);
   return ret;
@@ -261,59 +230,19 @@ docker_rm_argv(const char *name, struct strv *argv)
   return ret;
 }
 
-static int
-docker_labels_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "container");
-  ret |= strv_push(argv, "inspect");
-  ret |= strv_push(argv, "--format={{json .Config.Labels}}");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-docker_wait_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "wait");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-docker_logs_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "logs");
-  ret |= strv_push(argv, "--follow");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-docker_list_argv(const char *key, const char *value, struct strv *argv)
-{
-  int ret = strv_push(argv, "ps");
-  ret |= strv_push(argv, "--all");
-  ret |= strv_pushf(argv, "--filter=label=%s=%s", key, value);
-  ret |= strv_push(argv, "--format={{.Names}}");
-  return ret;
-}
-
 const struct runtime runtime_docker = {
   .name = "docker",
   .limited_network = "bridge",
   .secrets_mount_options = "",
   .probe = docker_probe,
   .run_argv = docker_run_argv,
-  .image_inspect_argv = docker_image_inspect_argv,
-  .pull_argv = docker_pull_argv,
+  .image_inspect_argv = cli_image_inspect_argv,
+  .pull_argv = cli_pull_argv,
   .stop_argv = docker_stop_argv,
-  .kill_argv = docker_kill_argv,
+  .kill_argv = cli_kill_argv,
   .rm_argv = docker_rm_argv,
-  .labels_argv = docker_labels_argv,
-  .wait_argv = docker_wait_argv,
-  .logs_argv = docker_logs_argv,
-  .list_argv = docker_list_argv,
+  .labels_argv = cli_labels_argv,
+  .wait_argv = cli_wait_argv,
+  .logs_argv = cli_logs_argv,
+  .list_argv = cli_list_argv,
 };

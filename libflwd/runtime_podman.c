@@ -58,42 +58,11 @@ podman_run_argv(const struct plan *plan, const struct run_layout *layout,
 }
 
 static int
-podman_image_inspect_argv(const char *image, struct strv *argv)
-{
-  int ret = strv_push(argv, "image");
-  ret |= strv_push(argv, "inspect");
-  ret |= strv_push(argv, "--format={{json .Config}}");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, image);
-  return ret;
-}
-
-static int
-podman_pull_argv(const char *image, struct strv *argv)
-{
-  int ret = strv_push(argv, "pull");
-  ret |= strv_push(argv, "--quiet");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, image);
-  return ret;
-}
-
-static int
 podman_stop_argv(const char *name, long long grace_ms, struct strv *argv)
 {
   int ret = strv_push(argv, "stop");
   ret |= strv_pushf(argv, "--time=%lld", (grace_ms + 999) / 1000);
   ret |= strv_push(argv, "--ignore");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-podman_kill_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "kill");
-  ret |= strv_push(argv, "--signal=KILL");
   ret |= strv_push(argv, "--");
   ret |= strv_push(argv, name);
   return ret;
@@ -111,46 +80,6 @@ podman_rm_argv(const char *name, struct strv *argv)
   return ret;
 }
 
-static int
-podman_labels_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "container");
-  ret |= strv_push(argv, "inspect");
-  ret |= strv_push(argv, "--format={{json .Config.Labels}}");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-podman_wait_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "wait");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-podman_logs_argv(const char *name, struct strv *argv)
-{
-  int ret = strv_push(argv, "logs");
-  ret |= strv_push(argv, "--follow");
-  ret |= strv_push(argv, "--");
-  ret |= strv_push(argv, name);
-  return ret;
-}
-
-static int
-podman_list_argv(const char *key, const char *value, struct strv *argv)
-{
-  int ret = strv_push(argv, "ps");
-  ret |= strv_push(argv, "--all");
-  ret |= strv_pushf(argv, "--filter=label=%s=%s", key, value);
-  ret |= strv_push(argv, "--format={{.Names}}");
-  return ret;
-}
-
 const struct runtime runtime_podman = {
   .name = "podman",
   .limited_network = "slirp4netns:allow_host_loopback=false",
@@ -158,13 +87,13 @@ const struct runtime runtime_podman = {
   .serialize_create = true,
   .probe = podman_probe,
   .run_argv = podman_run_argv,
-  .image_inspect_argv = podman_image_inspect_argv,
-  .pull_argv = podman_pull_argv,
+  .image_inspect_argv = cli_image_inspect_argv,
+  .pull_argv = cli_pull_argv,
   .stop_argv = podman_stop_argv,
-  .kill_argv = podman_kill_argv,
+  .kill_argv = cli_kill_argv,
   .rm_argv = podman_rm_argv,
-  .labels_argv = podman_labels_argv,
-  .wait_argv = podman_wait_argv,
-  .logs_argv = podman_logs_argv,
-  .list_argv = podman_list_argv,
+  .labels_argv = cli_labels_argv,
+  .wait_argv = cli_wait_argv,
+  .logs_argv = cli_logs_argv,
+  .list_argv = cli_list_argv,
 };

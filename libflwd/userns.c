@@ -90,15 +90,13 @@ userns_take_range(const char *run_id, int *lock_fd, unsigned long *base)
     unsigned long slot = (start + i) % slots;
     char path[64];
     snprintf(path, sizeof(path), SLOT_LOCK_DIR "/%lu.lock", slot);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
+    int locked = lock_file_try(path, lock_fd);
+    if (locked < 0)
       return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-      *lock_fd = fd;
+    if (locked == 1) {
       *base = first + slot * RANGE_SIZE;
       return 0;
     }
-    close(fd);
   }
   errno = EBUSY;
   return -1;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -336,4 +337,20 @@ parse_size_bytes(const char *s, long long *out)
     {"Gi", 1024.0 * 1024 * 1024},
   };
   return parse_with_units(s, units, ARRAY_SIZE(units), out);
+}
+
+int
+lock_file_try(const char *path, int *fd_out)
+{
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return saved == EWOULDBLOCK ? 0 : -1;
+  }
+  *fd_out = fd;
+  return 1;
 }
