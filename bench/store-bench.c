@@ -13,9 +13,9 @@
 #include "internal.h"
 
 static const char *const event_types[] = {
-  "run.created",       "run.planned",       "runtime.chosen",
-  "image.cached",      "container.created", "container.started",
-  "container.exited",  "run.finished",
+    "run.created",      "run.planned",       "runtime.chosen",
+    "image.cached",     "container.created", "container.started",
+    "container.exited", "run.finished",
 };
 
 static double
@@ -57,8 +57,8 @@ main(int argc, char **argv)
   for (int i = 0; i < runs; i++) {
     char id[32];
     snprintf(id, sizeof(id), "%016x", i);
-    static const char *const states[] = {"queued", "preparing", "running",
-                                         "succeeded"};
+    static const char *const states[]
+        = {"queued", "preparing", "running", "succeeded"};
     for (size_t k = 0; k < ARRAY_SIZE(event_types); k++) {
       if (k % 2 == 0)
         store_put_run(store, id, "bench", states[k / 2], "2026-01-01", doc,

@@ -34,8 +34,8 @@ token_text_valid(const char *text, size_t len)
 static int
 add_token(struct tokens *tokens, const char *text, size_t len)
 {
-  struct token *items =
-      realloc(tokens->items, (tokens->count + 1) * sizeof(*items));
+  struct token *items
+      = realloc(tokens->items, (tokens->count + 1) * sizeof(*items));
   if (items == NULL)
     return -1;
   tokens->items = items;

@@ -9,41 +9,42 @@
 
 #include "server.h"
 
-static const char usage_text[] =
-    "Usage: flwd-httpd [OPTIONS]\n"
-    "\n"
-    "Serve the flwd HTTP API: run jobs in hardened containers and follow\n"
-    "their events and logs.\n"
-    "\n"
-    "Options:\n"
-    "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080;\n"
-    "                         port 0 picks a free port and logs it)\n"
-    "  --jobs DIR             directory of job specs (default: "
-    "FLWD_JOBS_PATH,\n"
-    "                         then ./jobs and the system directory)\n"
-    "  --state-dir DIR        run store and run directories (default:\n"
-    "                         FLWD_STATE_DIR, then the library default)\n"
-    "  --runtime NAME         auto (default), podman or docker; also "
-    "FLWD_RUNTIME\n"
-    "  --policy FILE          policy for profiles and relaxations; also\n"
-    "                         FLWD_POLICY\n"
-    "  --secrets-dir DIR      one file per secret; also FLWD_SECRETS_DIR\n"
-    "  --token-file FILE      bearer tokens, one a line; blank lines and\n"
-    "                         lines starting with # are ignored\n"
-    "  --dev                  also accept the token \"dev-token\"; only on a\n"
-    "                         loopback address\n"
-    "  --max-runs N           runs preparing or running at once; more wait\n"
-    "                         queued (default 0, no limit)\n"
-    "  --max-body BYTES       maximum request body (default 1048576)\n"
-    "  --max-connections N    maximum client connections served at once\n"
-    "                         (default 256)\n"
-    "  --request-timeout SEC  close a connection that sends or accepts\n"
-    "                         nothing for SEC seconds (default 30)\n"
-    "  -h, --help             print this help\n"
-    "  --version              print the version\n"
-    "\n"
-    "Tokens come from --token-file and from FLWD_TOKEN. Without any token\n"
-    "the server does not start, unless --dev is given.\n";
+static const char usage_text[]
+    = "Usage: flwd-httpd [OPTIONS]\n"
+      "\n"
+      "Serve the flwd HTTP API: run jobs in hardened containers and follow\n"
+      "their events and logs.\n"
+      "\n"
+      "Options:\n"
+      "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080;\n"
+      "                         port 0 picks a free port and logs it)\n"
+      "  --jobs DIR             directory of job specs (default: "
+      "FLWD_JOBS_PATH,\n"
+      "                         then ./jobs and the system directory)\n"
+      "  --state-dir DIR        run store and run directories (default:\n"
+      "                         FLWD_STATE_DIR, then the library default)\n"
+      "  --runtime NAME         auto (default), podman or docker; also "
+      "FLWD_RUNTIME\n"
+      "  --policy FILE          policy for profiles and relaxations; also\n"
+      "                         FLWD_POLICY\n"
+      "  --secrets-dir DIR      one file per secret; also FLWD_SECRETS_DIR\n"
+      "  --token-file FILE      bearer tokens, one a line; blank lines and\n"
+      "                         lines starting with # are ignored\n"
+      "  --dev                  also accept the token \"dev-token\"; only on "
+      "a\n"
+      "                         loopback address\n"
+      "  --max-runs N           runs preparing or running at once; more wait\n"
+      "                         queued (default 0, no limit)\n"
+      "  --max-body BYTES       maximum request body (default 1048576)\n"
+      "  --max-connections N    maximum client connections served at once\n"
+      "                         (default 256)\n"
+      "  --request-timeout SEC  close a connection that sends or accepts\n"
+      "                         nothing for SEC seconds (default 30)\n"
+      "  -h, --help             print this help\n"
+      "  --version              print the version\n"
+      "\n"
+      "Tokens come from --token-file and from FLWD_TOKEN. Without any token\n"
+      "the server does not start, unless --dev is given.\n";
 
 enum {
   OPT_LISTEN = 256,
@@ -62,21 +63,21 @@ enum {
 };
 
 static const struct option long_options[] = {
-  {"listen", required_argument, NULL, OPT_LISTEN},
-  {"jobs", required_argument, NULL, OPT_JOBS},
-  {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-  {"runtime", required_argument, NULL, OPT_RUNTIME},
-  {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
-  {"dev", no_argument, NULL, OPT_DEV},
-  {"max-runs", required_argument, NULL, OPT_MAX_RUNS},
-  {"max-body", required_argument, NULL, OPT_MAX_BODY},
-  {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
-  {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
-  {"policy", required_argument, NULL, OPT_POLICY},
-  {"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR},
-  {"help", no_argument, NULL, 'h'},
-  {"version", no_argument, NULL, OPT_VERSION},
-  {NULL, 0, NULL, 0},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"runtime", required_argument, NULL, OPT_RUNTIME},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"dev", no_argument, NULL, OPT_DEV},
+    {"max-runs", required_argument, NULL, OPT_MAX_RUNS},
+    {"max-body", required_argument, NULL, OPT_MAX_BODY},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"secrets-dir", required_argument, NULL, OPT_SECRETS_DIR},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
 };
 
 /* Parses TEXT as a decimal integer from MIN to MAX for option NAME. */
@@ -87,8 +88,7 @@ parse_number(const char *name, const char *text, long long min, long long max,
   char *end = NULL;
   errno = 0;
   long long value = strtoll(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value < min
-      || value > max) {
+  if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
     fprintf(stderr,
             "flwd-httpd: invalid %s '%s': expected an integer from %lld to "
             "%lld\n",

@@ -58,8 +58,8 @@ query_int(struct request *r, const char *name, long long min, long long max,
     *out = value;
   else
     reply_error(r, 400, FLWD_E_REQUEST_INVALID,
-                "invalid %s '%s': expected an integer from %lld to %lld",
-                name, text, min, max);
+                "invalid %s '%s': expected an integer from %lld to %lld", name,
+                text, min, max);
   free(text);
   return valid;
 }
@@ -125,8 +125,7 @@ request_hash(const flwd_job *job, const flwd_args *args, char hex[65])
 {
   char *bound = flwd_args_to_json(args);
   char *canonical = NULL;
-  if (asprintf(&canonical, "%s\n%s", flwd_job_id(job), bound ? bound : "")
-      < 0)
+  if (asprintf(&canonical, "%s\n%s", flwd_job_id(job), bound ? bound : "") < 0)
     canonical = NULL;
   sha256_hex(canonical ? canonical : "", canonical ? strlen(canonical) : 0,
              hex);
@@ -190,8 +189,9 @@ create_run(struct request *r, const flwd_job *job, const flwd_args *args,
     if (err)
       reply_flwd_error(r, err);
     else
-      reply_error(r, 500, FLWD_E_INTERNAL, "cannot start the run: out of "
-                                           "memory");
+      reply_error(r, 500, FLWD_E_INTERNAL,
+                  "cannot start the run: out of "
+                  "memory");
     flwd_error_free(err);
     return;
   }
@@ -290,10 +290,8 @@ answer_items(struct request *r, enum stream_kind kind, const char *key)
   char *text = NULL;
   flwd_error *err = NULL;
   int ret = kind == STREAM_EVENTS
-                ? flwd_store_events_json(r->srv->ctx, r->id, after, &text,
-                                         &err)
-                : flwd_store_logs_json(r->srv->ctx, r->id, after, &text,
-                                       &err);
+                ? flwd_store_events_json(r->srv->ctx, r->id, after, &text, &err)
+                : flwd_store_logs_json(r->srv->ctx, r->id, after, &text, &err);
   if (ret < 0)
     reply_flwd_error(r, err);
   else
@@ -323,8 +321,7 @@ reply_cancel_error(struct request *r, const flwd_error *err)
 {
   flwd_code code = flwd_error_code(err);
   if (code == FLWD_E_REQUEST_INVALID) {
-    reply_error(r, 409, FLWD_E_REQUEST_INVALID, "%s",
-                flwd_error_message(err));
+    reply_error(r, 409, FLWD_E_REQUEST_INVALID, "%s", flwd_error_message(err));
     return;
   }
   if (code != FLWD_E_RUN_NOT_FOUND) {

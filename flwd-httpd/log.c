@@ -5,8 +5,7 @@
 
 #include "server.h"
 
-static const char *const level_names[] = {"error", "warning", "info",
-                                          "debug"};
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 void
 log_msg(flwd_log_level level, const char *fmt, ...)

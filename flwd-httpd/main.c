@@ -30,15 +30,15 @@ set_options(struct server *srv)
     flwd_option option;
     const char *value;
   } options[] = {
-    {FLWD_OPT_JOBS_PATH, cfg->jobs_dir},
-    {FLWD_OPT_STATE_DIR, cfg->state_dir},
-    {FLWD_OPT_RUNTIME, cfg->runtime},
-    {FLWD_OPT_MAX_RUNS, cfg->max_runs},
-    {FLWD_OPT_POLICY_FILE, cfg->policy},
-    {FLWD_OPT_SECRETS_DIR, cfg->secrets_dir},
-    /* Containers keep running when the server stops or crashes, and the
-     * next start adopts them. */
-    {FLWD_OPT_RUN_MODE, "detached"},
+      {FLWD_OPT_JOBS_PATH, cfg->jobs_dir},
+      {FLWD_OPT_STATE_DIR, cfg->state_dir},
+      {FLWD_OPT_RUNTIME, cfg->runtime},
+      {FLWD_OPT_MAX_RUNS, cfg->max_runs},
+      {FLWD_OPT_POLICY_FILE, cfg->policy},
+      {FLWD_OPT_SECRETS_DIR, cfg->secrets_dir},
+      /* Containers keep running when the server stops or crashes, and the
+       * next start adopts them. */
+      {FLWD_OPT_RUN_MODE, "detached"},
   };
   for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
     flwd_error *err = NULL;
@@ -128,17 +128,17 @@ setup_http(struct server *srv)
   evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_headers);
   evhttp_set_timeout(srv->http, cfg->request_timeout);
   /* Every method reaches the router, which replies 405 with JSON. */
-  evhttp_set_allowed_methods(
-      srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD
-                     | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
-                     | EVHTTP_REQ_PATCH);
+  evhttp_set_allowed_methods(srv->http,
+                             EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD
+                                 | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE
+                                 | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   evhttp_set_gencb(srv->http, router_dispatch, srv);
 
-  srv->listener = evhttp_bind_socket_with_handle(
-      srv->http, cfg->listen_host, (ev_uint16_t)cfg->listen_port);
+  srv->listener = evhttp_bind_socket_with_handle(srv->http, cfg->listen_host,
+                                                 (ev_uint16_t)cfg->listen_port);
   if (srv->listener == NULL) {
-    log_msg(FLWD_LOG_ERROR, "cannot listen on %s port %d: %s",
-            cfg->listen_host, cfg->listen_port, strerror(errno));
+    log_msg(FLWD_LOG_ERROR, "cannot listen on %s port %d: %s", cfg->listen_host,
+            cfg->listen_port, strerror(errno));
     return -1;
   }
   log_listening(srv);
@@ -159,8 +159,9 @@ static void
 on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
   struct server *srv = arg;
-  log_msg(FLWD_LOG_WARNING, "%d connections still open after the shutdown "
-                            "grace period; closing them",
+  log_msg(FLWD_LOG_WARNING,
+          "%d connections still open after the shutdown "
+          "grace period; closing them",
           srv->conn_count);
   event_base_loopbreak(srv->base);
 }
@@ -210,8 +211,8 @@ setup_signals(struct server *srv)
   static const int stop_signals[2] = {SIGTERM, SIGINT};
   signal(SIGPIPE, SIG_IGN);
   for (size_t i = 0; i < 2; i++) {
-    srv->signal_events[i] =
-        evsignal_new(srv->base, stop_signals[i], on_stop_signal, srv);
+    srv->signal_events[i]
+        = evsignal_new(srv->base, stop_signals[i], on_stop_signal, srv);
     if (srv->signal_events[i] == NULL
         || event_add(srv->signal_events[i], NULL) < 0)
       return -1;

@@ -7,7 +7,7 @@
 #include "server.h"
 
 static const double duration_bounds[DURATION_BUCKET_COUNT] = {
-  0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+    0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
 };
 
 void

@@ -80,8 +80,7 @@ reply_json(struct request *r, int status, const char *json)
 }
 
 void
-reply_wrapped(struct request *r, int status, const char *key,
-              const char *json)
+reply_wrapped(struct request *r, int status, const char *key, const char *json)
 {
   char *body = NULL;
   int n = asprintf(&body, "{\"%s\":%s}", key, json);
@@ -109,8 +108,7 @@ reply_error_message(struct request *r, int status, const char *code,
 }
 
 void
-reply_error(struct request *r, int status, flwd_code code, const char *fmt,
-            ...)
+reply_error(struct request *r, int status, flwd_code code, const char *fmt, ...)
 {
   char *message = NULL;
   va_list ap;
@@ -120,8 +118,7 @@ reply_error(struct request *r, int status, flwd_code code, const char *fmt,
   /* 503 marks a full or stopping server rather than a fault. */
   if (status >= 500)
     log_msg(status == 503 ? FLWD_LOG_WARNING : FLWD_LOG_ERROR, "%s %s: %s: %s",
-            r->method, r->path, flwd_code_name(code),
-            n >= 0 ? message : fmt);
+            r->method, r->path, flwd_code_name(code), n >= 0 ? message : fmt);
   reply_error_message(r, status, flwd_code_name(code),
                       n >= 0 ? message : flwd_code_description(code));
   free(message);
@@ -134,8 +131,7 @@ reply_flwd_error(struct request *r, const flwd_error *err)
   if (status >= 500)
     log_msg(FLWD_LOG_ERROR, "%s %s: %s: %s", r->method, r->path,
             flwd_error_name(err), flwd_error_message(err));
-  reply_error_message(r, status, flwd_error_name(err),
-                      flwd_error_message(err));
+  reply_error_message(r, status, flwd_error_name(err), flwd_error_message(err));
 }
 
 int

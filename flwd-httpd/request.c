@@ -80,12 +80,12 @@ job_request_valid(struct request *r, json_object *doc)
   {
     if (strcmp(key, "job") == 0 && json_object_is_type(value, json_type_string))
       continue;
-    if (strcmp(key, "args") == 0 && json_object_is_type(value, json_type_object))
+    if (strcmp(key, "args") == 0
+        && json_object_is_type(value, json_type_object))
       continue;
     if (strcmp(key, "job") == 0 || strcmp(key, "args") == 0) {
-      reply_error(r, 400, FLWD_E_REQUEST_INVALID,
-                  "\"%s\" must be a JSON %s", key,
-                  strcmp(key, "job") == 0 ? "string" : "object");
+      reply_error(r, 400, FLWD_E_REQUEST_INVALID, "\"%s\" must be a JSON %s",
+                  key, strcmp(key, "job") == 0 ? "string" : "object");
     } else {
       reply_error(r, 400, FLWD_E_REQUEST_INVALID,
                   "unknown member \"%s\"; the body has \"job\" and \"args\"",
@@ -119,12 +119,13 @@ parse_job_request(struct request *r, flwd_job **job, flwd_args **args)
   json_object_object_get_ex(doc, "job", &job_id);
   json_object_object_get_ex(doc, "args", &args_doc);
   flwd_error *err = NULL;
-  int ret = flwd_job_find(r->srv->ctx, json_object_get_string(job_id), job,
-                          &err);
+  int ret
+      = flwd_job_find(r->srv->ctx, json_object_get_string(job_id), job, &err);
   if (ret == 0) {
-    const char *text = args_doc ? json_object_to_json_string_ext(
-                                      args_doc, JSON_C_TO_STRING_PLAIN)
-                                : "{}";
+    const char *text
+        = args_doc
+              ? json_object_to_json_string_ext(args_doc, JSON_C_TO_STRING_PLAIN)
+              : "{}";
     ret = flwd_args_from_json(*job, text, args, &err);
   }
   json_object_put(doc);

@@ -22,17 +22,17 @@ struct route {
 };
 
 static const struct route routes[] = {
-  {EVHTTP_REQ_GET, "/healthz", handle_healthz, true},
-  {EVHTTP_REQ_GET, "/metrics", handle_metrics, false},
-  {EVHTTP_REQ_POST, "/runs", handle_runs_create, false},
-  {EVHTTP_REQ_GET, "/runs", handle_runs_list, false},
-  {EVHTTP_REQ_GET, "/runs/{id}", handle_run_get, false},
-  {EVHTTP_REQ_GET, "/runs/{id}/events", handle_run_events, false},
-  {EVHTTP_REQ_GET, "/runs/{id}/logs", handle_run_logs, false},
-  {EVHTTP_REQ_POST, "/runs/{id}:cancel", handle_run_cancel, false},
-  {EVHTTP_REQ_GET, "/jobs", handle_jobs_list, false},
-  {EVHTTP_REQ_GET, "/jobs/{id}", handle_job_get, false},
-  {EVHTTP_REQ_POST, "/plans", handle_plans_create, false},
+    {EVHTTP_REQ_GET, "/healthz", handle_healthz, true},
+    {EVHTTP_REQ_GET, "/metrics", handle_metrics, false},
+    {EVHTTP_REQ_POST, "/runs", handle_runs_create, false},
+    {EVHTTP_REQ_GET, "/runs", handle_runs_list, false},
+    {EVHTTP_REQ_GET, "/runs/{id}", handle_run_get, false},
+    {EVHTTP_REQ_GET, "/runs/{id}/events", handle_run_events, false},
+    {EVHTTP_REQ_GET, "/runs/{id}/logs", handle_run_logs, false},
+    {EVHTTP_REQ_POST, "/runs/{id}:cancel", handle_run_cancel, false},
+    {EVHTTP_REQ_GET, "/jobs", handle_jobs_list, false},
+    {EVHTTP_REQ_GET, "/jobs/{id}", handle_job_get, false},
+    {EVHTTP_REQ_POST, "/plans", handle_plans_create, false},
 };
 
 #define ROUTE_COUNT (sizeof(routes) / sizeof(routes[0]))
@@ -107,12 +107,11 @@ find_route(struct request *r, enum evhttp_cmd_type method,
     strcat(allow, method_name(routes[i].method));
   }
   if (allow[0] == '\0') {
-    reply_error(r, 404, FLWD_E_REQUEST_INVALID, "no endpoint %s %s",
-                r->method, r->path);
+    reply_error(r, 404, FLWD_E_REQUEST_INVALID, "no endpoint %s %s", r->method,
+                r->path);
     return NULL;
   }
-  evhttp_add_header(evhttp_request_get_output_headers(r->req), "Allow",
-                    allow);
+  evhttp_add_header(evhttp_request_get_output_headers(r->req), "Allow", allow);
   reply_error(r, 405, FLWD_E_REQUEST_INVALID, "%s is not allowed on %s; use %s",
               r->method, r->path, allow);
   return NULL;

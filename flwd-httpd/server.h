@@ -131,8 +131,8 @@ struct server {
   flwd_ctx *ctx;
   struct conn *conns;
   int conn_count;
-  struct run_entry *runs;  /* active runs that this server started */
-  struct stream *streams;  /* open follow streams */
+  struct run_entry *runs; /* active runs that this server started */
+  struct stream *streams; /* open follow streams */
   bool shutting_down;
   struct event *signal_events[2];
   struct event *drain_event;         /* checks for closed connections */
@@ -145,9 +145,9 @@ struct request {
   struct evhttp_request *req;
   struct conn *conn;
   const char *method;
-  const char *path;         /* percent-encoded, without the query */
-  const char *query;        /* NULL when the URI has none */
-  const char *id;           /* the {id} of the route, or NULL */
+  const char *path;  /* percent-encoded, without the query */
+  const char *query; /* NULL when the URI has none */
+  const char *id;    /* the {id} of the route, or NULL */
   struct timespec start;
 };
 
@@ -168,8 +168,8 @@ void reply_json(struct request *r, int status, const char *json);
 void reply_wrapped(struct request *r, int status, const char *key,
                    const char *json);
 
-void reply_error(struct request *r, int status, flwd_code code,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void reply_error(struct request *r, int status, flwd_code code, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
 
 /* Sends ERR with the HTTP status that matches its code. */
 void reply_flwd_error(struct request *r, const flwd_error *err);
@@ -218,7 +218,7 @@ struct run_entry {
   struct server *srv;
   flwd_run *run;
   char *id;
-  bool starting;          /* inside flwd_run_start() */
+  bool starting; /* inside flwd_run_start() */
   bool ended_while_starting;
   struct timespec created;
   struct stream *streams; /* follow streams of this run */

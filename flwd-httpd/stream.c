@@ -33,9 +33,9 @@ struct stream {
   struct run_entry *entry; /* NULL while the stream polls the store */
   enum stream_kind kind;
   char *run_id;
-  char *path;              /* for the access log line */
-  long long last;          /* last sequence number or line number sent */
-  struct event *timer;     /* poll or heartbeat */
+  char *path;          /* for the access log line */
+  long long last;      /* last sequence number or line number sent */
+  struct event *timer; /* poll or heartbeat */
   size_t bytes;
   struct timespec start;
   struct stream *prev, *next;             /* in srv->streams */
@@ -89,8 +89,8 @@ unlink_stream(struct stream *s)
 static void
 log_stream_end(struct stream *s)
 {
-  struct request r = {.srv = s->srv, .method = "GET", .path = s->path,
-                      .start = s->start};
+  struct request r
+      = {.srv = s->srv, .method = "GET", .path = s->path, .start = s->start};
   reply_log(&r, 200, s->bytes);
 }
 
@@ -156,10 +156,10 @@ static void
 send_item(struct stream *s, long long id, json_object *item)
 {
   char *text = NULL;
-  int n = asprintf(&text, "id: %lld\ndata: %s\n\n", id,
-                   json_object_to_json_string_ext(
-                       item, JSON_C_TO_STRING_PLAIN
-                                 | JSON_C_TO_STRING_NOSLASHESCAPE));
+  int n = asprintf(
+      &text, "id: %lld\ndata: %s\n\n", id,
+      json_object_to_json_string_ext(
+          item, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   if (n > 0)
     send_text(s, text, (size_t)n);
   free(text);
@@ -197,8 +197,8 @@ read_items(struct stream *s, json_object **items)
   char *text = NULL;
   flwd_error *err = NULL;
   int ret = s->kind == STREAM_EVENTS
-                ? flwd_store_events_json(s->srv->ctx, s->run_id, s->last,
-                                         &text, &err)
+                ? flwd_store_events_json(s->srv->ctx, s->run_id, s->last, &text,
+                                         &err)
                 : flwd_store_logs_json(s->srv->ctx, s->run_id, s->last, &text,
                                        &err);
   if (ret < 0) {

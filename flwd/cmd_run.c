@@ -55,8 +55,9 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 {
   struct run_session *session = arg;
   if (session->signal_received) {
-    fprintf(stderr, "flwd: already stopping run %s; waiting for its "
-                    "container to be removed\n",
+    fprintf(stderr,
+            "flwd: already stopping run %s; waiting for its "
+            "container to be removed\n",
             flwd_run_id(session->run));
     return;
   }
@@ -121,8 +122,8 @@ exit_status_of(struct run_session *session)
       fprintf(stderr, "flwd: run %s timed out\n", flwd_run_id(run));
       return EXIT_TIMED_OUT;
     case FLWD_RUN_CANCELLED:
-      return 128 + (session->signal_received ? session->signal_received
-                                             : SIGTERM);
+      return 128
+             + (session->signal_received ? session->signal_received : SIGTERM);
     case FLWD_RUN_ERROR:
       return cli_report(flwd_run_error(run));
     case FLWD_RUN_QUEUED:
@@ -152,8 +153,8 @@ run_to_end(struct cli *cli, flwd_job *job, flwd_args *args)
   static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
   struct event *signal_events[3] = {NULL, NULL, NULL};
   for (size_t i = 0; i < 3; i++) {
-    signal_events[i] = evsignal_new(cli->base, stop_signals[i], on_signal,
-                                    &session);
+    signal_events[i]
+        = evsignal_new(cli->base, stop_signals[i], on_signal, &session);
     if (signal_events[i])
       event_add(signal_events[i], NULL);
   }

@@ -54,8 +54,9 @@ cmd_runs(struct cli *cli, int argc, char **argv)
         return EXIT_USAGE;
       }
     } else {
-      fprintf(stderr, "flwd: runs: unknown argument '%s'; use --job ID, "
-                      "--state STATE, --limit N or --json\n",
+      fprintf(stderr,
+              "flwd: runs: unknown argument '%s'; use --job ID, "
+              "--state STATE, --limit N or --json\n",
               argv[i]);
       return EXIT_USAGE;
     }
@@ -63,8 +64,7 @@ cmd_runs(struct cli *cli, int argc, char **argv)
 
   char *text = NULL;
   flwd_error *err = NULL;
-  if (flwd_store_runs_json(cli->ctx, job, state, (size_t)limit, 0, &text,
-                           &err)
+  if (flwd_store_runs_json(cli->ctx, job, state, (size_t)limit, 0, &text, &err)
       < 0)
     return report_and_free(err);
   if (json) {
@@ -130,9 +130,8 @@ cmd_logs(struct cli *cli, int argc, char **argv)
   for (size_t i = 0; i < n; i++) {
     json_object *line = json_object_array_get_idx(lines, i);
     json_object *partial = NULL;
-    FILE *stream = strcmp(string_field(line, "stream"), "stderr") == 0
-                       ? stderr
-                       : stdout;
+    FILE *stream
+        = strcmp(string_field(line, "stream"), "stderr") == 0 ? stderr : stdout;
     json_object *content = NULL;
     json_object_object_get_ex(line, "line", &content);
     fwrite(json_object_get_string(content), 1,

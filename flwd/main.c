@@ -7,44 +7,45 @@
 
 #include "cli.h"
 
-static const char usage_text[] =
-    "Usage: flwd [OPTIONS] JOB [--ARG VALUE]...\n"
-    "       flwd [OPTIONS] COMMAND [ARGS]...\n"
-    "\n"
-    "Run jobs described by YAML specs in hardened containers.\n"
-    "\n"
-    "Commands:\n"
-    "  run JOB [--ARG VALUE]...   run a job; its exit status is flwd's\n"
-    "  plan JOB [--ARG VALUE]...  print the resolved plan as JSON; runs "
-    "nothing\n"
-    "  jobs [--json]              list the jobs found and their arguments\n"
-    "  validate FILE...           check job specs and policy files\n"
-    "  runs [--job ID] [--state STATE] [--limit N] [--json]\n"
-    "                             list recent runs, newest first\n"
-    "  show RUN                   print a run and its events as JSON\n"
-    "  logs RUN [--json]          print a run's stored output\n"
-    "  JOB --help                 describe a job's arguments\n"
-    "\n"
-    "Options:\n"
-    "  --jobs DIR         search DIR for job specs (default: FLWD_JOBS_PATH,\n"
-    "                     then ./jobs and the system directory)\n"
-    "  --runtime NAME     auto (default), podman or docker; also "
-    "FLWD_RUNTIME\n"
-    "  --pull POLICY      missing (default), always or never\n"
-    "  --state-dir DIR    where runs keep their files; also FLWD_STATE_DIR\n"
-    "  --max-runs N       runs preparing or running at once (0: no limit)\n"
-    "  --policy FILE      policy for profiles and relaxations; also "
-    "FLWD_POLICY\n"
-    "  --secrets-dir DIR  one file per secret; also FLWD_SECRETS_DIR\n"
-    "  --secrets-from-env take missing secrets from FLWD_SECRET_<NAME>\n"
-    "  --events           print the run's events as JSON lines on stderr\n"
-    "  -q, --quiet        print errors only\n"
-    "  -v, --verbose      print more of flwd's log; twice for debug\n"
-    "  -h, --help         print this help\n"
-    "  --version          print the version\n"
-    "\n"
-    "Exit status: the job's own; 124 when the job timed out; 125 when flwd\n"
-    "or the runtime failed; 128+N when flwd was stopped by signal N.\n";
+static const char usage_text[]
+    = "Usage: flwd [OPTIONS] JOB [--ARG VALUE]...\n"
+      "       flwd [OPTIONS] COMMAND [ARGS]...\n"
+      "\n"
+      "Run jobs described by YAML specs in hardened containers.\n"
+      "\n"
+      "Commands:\n"
+      "  run JOB [--ARG VALUE]...   run a job; its exit status is flwd's\n"
+      "  plan JOB [--ARG VALUE]...  print the resolved plan as JSON; runs "
+      "nothing\n"
+      "  jobs [--json]              list the jobs found and their arguments\n"
+      "  validate FILE...           check job specs and policy files\n"
+      "  runs [--job ID] [--state STATE] [--limit N] [--json]\n"
+      "                             list recent runs, newest first\n"
+      "  show RUN                   print a run and its events as JSON\n"
+      "  logs RUN [--json]          print a run's stored output\n"
+      "  JOB --help                 describe a job's arguments\n"
+      "\n"
+      "Options:\n"
+      "  --jobs DIR         search DIR for job specs (default: "
+      "FLWD_JOBS_PATH,\n"
+      "                     then ./jobs and the system directory)\n"
+      "  --runtime NAME     auto (default), podman or docker; also "
+      "FLWD_RUNTIME\n"
+      "  --pull POLICY      missing (default), always or never\n"
+      "  --state-dir DIR    where runs keep their files; also FLWD_STATE_DIR\n"
+      "  --max-runs N       runs preparing or running at once (0: no limit)\n"
+      "  --policy FILE      policy for profiles and relaxations; also "
+      "FLWD_POLICY\n"
+      "  --secrets-dir DIR  one file per secret; also FLWD_SECRETS_DIR\n"
+      "  --secrets-from-env take missing secrets from FLWD_SECRET_<NAME>\n"
+      "  --events           print the run's events as JSON lines on stderr\n"
+      "  -q, --quiet        print errors only\n"
+      "  -v, --verbose      print more of flwd's log; twice for debug\n"
+      "  -h, --help         print this help\n"
+      "  --version          print the version\n"
+      "\n"
+      "Exit status: the job's own; 124 when the job timed out; 125 when flwd\n"
+      "or the runtime failed; 128+N when flwd was stopped by signal N.\n";
 
 int
 cli_report(const flwd_error *err)
@@ -70,13 +71,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-  {"run", cmd_run},
-  {"plan", cmd_plan},
-  {"jobs", cmd_jobs},
-  {"validate", cmd_validate},
-  {"runs", cmd_runs},
-  {"show", cmd_show},
-  {"logs", cmd_logs},
+    {"run", cmd_run},           {"plan", cmd_plan}, {"jobs", cmd_jobs},
+    {"validate", cmd_validate}, {"runs", cmd_runs}, {"show", cmd_show},
+    {"logs", cmd_logs},
 };
 
 struct global_option {
@@ -85,13 +82,13 @@ struct global_option {
 };
 
 static const struct global_option value_options[] = {
-  {"--jobs", FLWD_OPT_JOBS_PATH},
-  {"--runtime", FLWD_OPT_RUNTIME},
-  {"--pull", FLWD_OPT_PULL_POLICY},
-  {"--state-dir", FLWD_OPT_STATE_DIR},
-  {"--max-runs", FLWD_OPT_MAX_RUNS},
-  {"--policy", FLWD_OPT_POLICY_FILE},
-  {"--secrets-dir", FLWD_OPT_SECRETS_DIR},
+    {"--jobs", FLWD_OPT_JOBS_PATH},
+    {"--runtime", FLWD_OPT_RUNTIME},
+    {"--pull", FLWD_OPT_PULL_POLICY},
+    {"--state-dir", FLWD_OPT_STATE_DIR},
+    {"--max-runs", FLWD_OPT_MAX_RUNS},
+    {"--policy", FLWD_OPT_POLICY_FILE},
+    {"--secrets-dir", FLWD_OPT_SECRETS_DIR},
 };
 
 /* Applies "--NAME VALUE" or "--NAME=VALUE" at ARGV[*I] if NAME is a

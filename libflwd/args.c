@@ -24,8 +24,7 @@ check_env_safe(const struct arg_spec *arg, const char *text, size_t len,
                      arg->name, len, ENV_VALUE_MAX_BYTES);
   if (strlen(text) != len)
     return set_error(err, FLWD_E_ARGS_INVALID,
-                     "argument '%s': the value contains a NUL byte",
-                     arg->name);
+                     "argument '%s': the value contains a NUL byte", arg->name);
   if (strpbrk(text, "\r\n"))
     return set_error(err, FLWD_E_ARGS_INVALID,
                      "argument '%s': the value contains a line break, "
@@ -154,8 +153,8 @@ args_finish(flwd_args *args, flwd_error **err)
       continue;
     if (arg->required)
       return set_error(err, FLWD_E_ARGS_INVALID,
-                       "missing required argument '%s' of job '%s'",
-                       arg->name, job->id);
+                       "missing required argument '%s' of job '%s'", arg->name,
+                       job->id);
     if (arg->default_value)
       json_object_object_add(args->values, arg->name,
                              json_object_get(arg->default_value));
@@ -203,8 +202,8 @@ bind_option(flwd_args *args, int argc, char *const argv[], int *index,
 
   /* --no-NAME sets a boolean to false. */
   if (arg == NULL && eq == NULL && strncmp(name, "no-", 3) == 0) {
-    const struct arg_spec *negated = find_arg(args->job, name + 3,
-                                              name_len - 3);
+    const struct arg_spec *negated
+        = find_arg(args->job, name + 3, name_len - 3);
     if (negated && negated->type == ARG_BOOLEAN) {
       arg = negated;
       text = "false";
@@ -333,8 +332,7 @@ bind_json_value(const struct arg_spec *arg, json_object *value,
         return type_error(arg, value, "a list of strings", err);
       size_t n = json_object_array_length(value);
       for (size_t i = 0; i < n; i++) {
-        ret = check_json_string(arg, json_object_array_get_idx(value, i),
-                                err);
+        ret = check_json_string(arg, json_object_array_get_idx(value, i), err);
         if (ret < 0)
           return ret;
       }
@@ -359,11 +357,10 @@ flwd_args_from_json(const flwd_job *job, const char *json, flwd_args **out,
   json_tokener_free(tok);
   if (input == NULL || jerr != json_tokener_success
       || json[consumed + strspn(json + consumed, " \t\r\n")] != '\0')
-    return set_error(err, FLWD_E_ARGS_INVALID,
-                     "the arguments are not valid JSON: %s",
-                     jerr == json_tokener_success
-                         ? "unexpected data after the object"
-                         : json_tokener_error_desc(jerr));
+    return set_error(
+        err, FLWD_E_ARGS_INVALID, "the arguments are not valid JSON: %s",
+        jerr == json_tokener_success ? "unexpected data after the object"
+                                     : json_tokener_error_desc(jerr));
   if (!json_object_is_type(input, json_type_object))
     return set_error(err, FLWD_E_ARGS_INVALID,
                      "the arguments must be a JSON object of name to value");

@@ -93,8 +93,9 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
       || ctx->run_mode == NULL || ctx->policy_path == NULL
       || ctx->secrets_dir == NULL || ctx->secrets_env_mode == NULL) {
     flwd_ctx_free(ctx);
-    return set_error(err, FLWD_E_INTERNAL, "cannot create a context: out of "
-                                           "memory");
+    return set_error(err, FLWD_E_INTERNAL,
+                     "cannot create a context: out of "
+                     "memory");
   }
 
   /* Invalid values from the environment are reported now rather than at
@@ -103,10 +104,10 @@ flwd_ctx_new(struct event_base *base, flwd_ctx **out, flwd_error **err)
     const char *variable;
     flwd_option option;
   } from_env[] = {
-    {"FLWD_RUNTIME", FLWD_OPT_RUNTIME},
-    {"FLWD_RUN_MODE", FLWD_OPT_RUN_MODE},
-    {"FLWD_STATE_DIR", FLWD_OPT_STATE_DIR},
-    {"FLWD_INIT", FLWD_OPT_INIT_PATH},
+      {"FLWD_RUNTIME", FLWD_OPT_RUNTIME},
+      {"FLWD_RUN_MODE", FLWD_OPT_RUN_MODE},
+      {"FLWD_STATE_DIR", FLWD_OPT_STATE_DIR},
+      {"FLWD_INIT", FLWD_OPT_INIT_PATH},
   };
   int ret = 0;
   for (size_t i = 0; i < ARRAY_SIZE(from_env) && ret == 0; i++) {
@@ -259,8 +260,7 @@ flwd_ctx_set_option(flwd_ctx *ctx, flwd_option opt, const char *value,
 {
   char **slot = option_slot(ctx, opt);
   if (slot == NULL)
-    return set_error(err, FLWD_E_CONFIG_INVALID, "unknown option %d",
-                     (int)opt);
+    return set_error(err, FLWD_E_CONFIG_INVALID, "unknown option %d", (int)opt);
   if (value == NULL)
     return set_error(err, FLWD_E_CONFIG_INVALID, "option %d needs a value",
                      (int)opt);
@@ -372,8 +372,7 @@ find_in_dir(flwd_ctx *ctx, const char *dir, void *user)
   struct find_state *state = user;
   static const char *const suffixes[] = {".yaml", ".yml"};
   for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
-    cleanup_free char *path = xasprintf("%s/%s%s", dir, state->id,
-                                        suffixes[i]);
+    cleanup_free char *path = xasprintf("%s/%s%s", dir, state->id, suffixes[i]);
     if (path == NULL || access(path, F_OK) < 0)
       continue;
     state->ret = flwd_job_load(ctx, path, &state->job, state->err);
@@ -455,9 +454,8 @@ list_dir(flwd_ctx *ctx, const char *dir, void *user)
 
   for (int i = 0; i < n; i++) {
     const char *name = entries[i]->d_name;
-    cleanup_free char *path = has_spec_suffix(name)
-                                  ? xasprintf("%s/%s", dir, name)
-                                  : NULL;
+    cleanup_free char *path
+        = has_spec_suffix(name) ? xasprintf("%s/%s", dir, name) : NULL;
     free(entries[i]);
     if (path == NULL)
       continue;

@@ -12,7 +12,7 @@ struct code_entry {
 
 static const struct code_entry code_table[] = {
 #define CODE_ENTRY(name, code, message) {code, message},
-  FLWD_ERROR_MAP(CODE_ENTRY)
+    FLWD_ERROR_MAP(CODE_ENTRY)
 #undef CODE_ENTRY
 };
 
@@ -65,9 +65,8 @@ flwd_error_free(flwd_error *err)
   free(err);
 }
 
-static int
-set_error_va(flwd_error **err, flwd_code code, int errnum, const char *fmt,
-             va_list ap) FLWD_PRINTF(4, 0);
+static int set_error_va(flwd_error **err, flwd_code code, int errnum,
+                        const char *fmt, va_list ap) FLWD_PRINTF(4, 0);
 
 static int
 set_error_va(flwd_error **err, flwd_code code, int errnum, const char *fmt,
@@ -109,8 +108,8 @@ set_error(flwd_error **err, flwd_code code, const char *fmt, ...)
 }
 
 int
-set_error_errno(flwd_error **err, flwd_code code, int errnum,
-                const char *fmt, ...)
+set_error_errno(flwd_error **err, flwd_code code, int errnum, const char *fmt,
+                ...)
 {
   va_list ap;
   va_start(ap, fmt);

@@ -48,8 +48,7 @@ main(int argc, char *argv[])
   int saved = errno;
   if (fd >= 0 && ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0) {
     char line[512];
-    snprintf(line, sizeof(line), "error '%s': %s\n", argv[1],
-             strerror(saved));
+    snprintf(line, sizeof(line), "error '%s': %s\n", argv[1], strerror(saved));
     write_all(fd, line);
   }
   fprintf(stderr, "flwd-init: cannot execute '%s': %s\n", argv[1],

@@ -53,11 +53,11 @@ cleanup_errorp(flwd_error **err)
 
 /* Returns *P and sets it to NULL, to hand an owned pointer out of a scope
  * whose cleanup attribute would otherwise free it. */
-#define steal_pointer(p)                                                      \
-  ({                                                                          \
-    __typeof__(*(p)) stolen_ = *(p);                                          \
-    *(p) = NULL;                                                              \
-    stolen_;                                                                  \
+#define steal_pointer(p)                                                       \
+  ({                                                                           \
+    __typeof__(*(p)) stolen_ = *(p);                                           \
+    *(p) = NULL;                                                               \
+    stolen_;                                                                   \
   })
 
 /* ---- Errors (error.c) ------------------------------------------------- */
@@ -165,21 +165,21 @@ struct flwd_ctx {
   char *store_mode;
   char *run_mode;
   char *policy_path;
-  struct policy *policy;   /* NULL: deny everything but the secure profile */
+  struct policy *policy; /* NULL: deny everything but the secure profile */
   char *secrets_dir;
-  char *secrets_env_mode;  /* "on": secrets may come from FLWD_SECRET_* */
-  long long max_runs;      /* 0: no limit */
+  char *secrets_env_mode; /* "on": secrets may come from FLWD_SECRET_* */
+  long long max_runs;     /* 0: no limit */
   unsigned long long run_tickets;
   long long log_max_bytes;
-  struct store *store;     /* opened at first use */
-  struct flwd_run *runs;   /* active runs, a doubly linked list */
+  struct store *store;   /* opened at first use */
+  struct flwd_run *runs; /* active runs, a doubly linked list */
 };
 
 /* Stops and removes every container of CTX's active runs, blocking. */
 FLWD_HIDDEN void run_cancel_all_blocking(flwd_ctx *ctx);
 
-FLWD_HIDDEN void ctx_log(flwd_ctx *ctx, flwd_log_level level,
-                         const char *fmt, ...) FLWD_PRINTF(3, 4);
+FLWD_HIDDEN void ctx_log(flwd_ctx *ctx, flwd_log_level level, const char *fmt,
+                         ...) FLWD_PRINTF(3, 4);
 
 /* ---- User namespace ranges (userns.c) -------------------------------- */
 
@@ -204,9 +204,8 @@ FLWD_HIDDEN void policy_free(struct policy *policy);
 
 /* Decides every request of JOB under POLICY (NULL: none configured) and
  * records the decisions and the granted relaxations in PLAN. */
-FLWD_HIDDEN void policy_decide(const struct policy *policy,
-                               const flwd_job *job, struct plan *plan,
-                               long long default_memory,
+FLWD_HIDDEN void policy_decide(const struct policy *policy, const flwd_job *job,
+                               struct plan *plan, long long default_memory,
                                long long default_pids);
 
 /* ---- Run store (store.c) --------------------------------------------- */
@@ -215,8 +214,7 @@ struct store;
 
 /* Returns the context's store in *OUT, opening it at first use; *OUT is
  * NULL when the store is turned off. */
-FLWD_HIDDEN int store_get(flwd_ctx *ctx, struct store **out,
-                          flwd_error **err);
+FLWD_HIDDEN int store_get(flwd_ctx *ctx, struct store **out, flwd_error **err);
 FLWD_HIDDEN void store_close(struct store *store);
 FLWD_HIDDEN int store_put_run(struct store *store, const char *id,
                               const char *job, const char *state,
@@ -226,17 +224,17 @@ FLWD_HIDDEN int store_add_event(struct store *store, const char *run_id,
                                 long long seq, const char *type,
                                 const char *doc, flwd_error **err);
 FLWD_HIDDEN char *store_log_path(flwd_ctx *ctx, const char *run_id);
-FLWD_HIDDEN int store_foreach_unfinished(
-    struct store *store,
-    int (*fn)(const char *id, const char *doc, void *user), void *user,
-    flwd_error **err);
+FLWD_HIDDEN int store_foreach_unfinished(struct store *store,
+                                         int (*fn)(const char *id,
+                                                   const char *doc, void *user),
+                                         void *user, flwd_error **err);
 FLWD_HIDDEN long long store_last_seq(struct store *store, const char *run_id);
 FLWD_HIDDEN bool store_has_run(struct store *store, const char *run_id);
 
 /* Opens the run's log file for appending, emptied first when TRUNCATE;
  * returns the descriptor. */
-FLWD_HIDDEN int store_log_open(flwd_ctx *ctx, const char *run_id,
-                               bool truncate, flwd_error **err);
+FLWD_HIDDEN int store_log_open(flwd_ctx *ctx, const char *run_id, bool truncate,
+                               flwd_error **err);
 
 /* ---- Jobs (spec.c) ---------------------------------------------------- */
 
@@ -290,10 +288,10 @@ struct flwd_job {
   long long pids;         /* 0: the profile's default */
   long long timeout_ms;   /* 0: no timeout */
   long long stop_timeout_ms;
-  struct strv secrets;    /* names, mounted at /run/secrets/NAME */
+  struct strv secrets; /* names, mounted at /run/secrets/NAME */
   /* Relaxations requested under the permissive profile. */
   bool req_writable_rootfs;
-  struct strv req_caps;   /* upper-case names without CAP_ */
+  struct strv req_caps; /* upper-case names without CAP_ */
   bool req_network_limited;
   struct strv req_secrets_env;
 };
@@ -331,11 +329,11 @@ struct run_layout {
   const char *job_id;
   const char *container_name;
   const char *image;
-  const char *host_dir;      /* the run's private directory on the host */
-  const char *env_file;      /* KEY=VALUE lines, read by the runtime */
-  const char *init_path;     /* static helper, mounted read-only */
-  const char *state_dir;     /* labels the container as this store's */
-  unsigned long userns_base; /* as root: first host id of the range, or 0 */
+  const char *host_dir;       /* the run's private directory on the host */
+  const char *env_file;       /* KEY=VALUE lines, read by the runtime */
+  const char *init_path;      /* static helper, mounted read-only */
+  const char *state_dir;      /* labels the container as this store's */
+  unsigned long userns_base;  /* as root: first host id of the range, or 0 */
   const struct strv *command; /* entrypoint override; NULL: the image's */
 };
 
@@ -386,12 +384,10 @@ FLWD_HIDDEN int runtime_push_mounts(const struct plan *plan,
 /* Returns the --network value of PLAN: "none", the runtime's limited
  * network, or "default" under the disabled profile. */
 FLWD_HIDDEN const char *runtime_network(const struct plan *plan);
-FLWD_HIDDEN int runtime_push_mode(const struct plan *plan,
-                                  struct strv *argv);
+FLWD_HIDDEN int runtime_push_mode(const struct plan *plan, struct strv *argv);
 FLWD_HIDDEN int runtime_push_identity(const struct run_layout *layout,
                                       struct strv *argv);
-FLWD_HIDDEN int runtime_push_secure(const struct plan *plan,
-                                    struct strv *argv);
+FLWD_HIDDEN int runtime_push_secure(const struct plan *plan, struct strv *argv);
 
 /* Command lines that Podman and Docker spell alike; each appends to ARGV
  * after the runtime's path. */
@@ -418,7 +414,7 @@ struct plan {
   struct runtime_caps caps;
   pull_policy pull;
   profile_kind profile;
-  bool detached; /* FLWD_OPT_RUN_MODE "detached" */
+  bool detached;         /* FLWD_OPT_RUN_MODE "detached" */
   const char *state_dir; /* borrowed from the context */
   long long memory_bytes;
   double cpus;
@@ -451,9 +447,8 @@ FLWD_HIDDEN int plan_build_argv(const struct plan *plan,
                                 struct strv *argv, flwd_error **err);
 
 /* Expands ${args.NAME} and ${run.id} inside the job's command elements. */
-FLWD_HIDDEN int plan_expand_command(const struct plan *plan,
-                                    const char *run_id, struct strv *out,
-                                    flwd_error **err);
+FLWD_HIDDEN int plan_expand_command(const struct plan *plan, const char *run_id,
+                                    struct strv *out, flwd_error **err);
 
 /* Writes the env file of a run: the Universal Language Contract variables. */
 FLWD_HIDDEN int plan_env_text(const struct plan *plan, const char *run_id,

@@ -14,8 +14,7 @@
 static void
 add_missing(struct plan *plan, const char *text)
 {
-  json_object_array_add(plan->guarantees_missing,
-                        json_object_new_string(text));
+  json_object_array_add(plan->guarantees_missing, json_object_new_string(text));
 }
 
 /* Records each guarantee of the secure profile that this runtime cannot
@@ -59,8 +58,8 @@ plan_resolve(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
   out->detached = strcmp(ctx->run_mode, "detached") == 0;
   out->state_dir = ctx->state_dir;
   out->pids = job->pids ? job->pids : DEFAULT_PIDS;
-  out->memory_bytes = job->memory_bytes ? job->memory_bytes
-                                        : DEFAULT_MEMORY_BYTES;
+  out->memory_bytes
+      = job->memory_bytes ? job->memory_bytes : DEFAULT_MEMORY_BYTES;
   out->cpus = job->cpus;
   out->guarantees_missing = json_object_new_array();
   out->decisions = json_object_new_array();
@@ -249,8 +248,7 @@ plan_to_json(const struct plan *plan, const struct strv *argv)
                          json_object_get(plan->guarantees_missing));
 
   json_object *resources = json_object_new_object();
-  json_object_object_add(resources, "pids",
-                         json_object_new_int64(plan->pids));
+  json_object_object_add(resources, "pids", json_object_new_int64(plan->pids));
   json_object_object_add(resources, "memory_bytes",
                          json_object_new_int64(plan->memory_bytes));
   if (plan->cpus > 0)
@@ -267,10 +265,9 @@ plan_to_json(const struct plan *plan, const struct strv *argv)
   json_object_object_add(obj, "allowed",
                          json_object_new_boolean(plan->denial == NULL));
   json_object *network = json_object_new_object();
-  json_object_object_add(network, "mode", json_object_new_string(
-                                              plan->network_limited
-                                                  ? "limited"
-                                                  : "none"));
+  json_object_object_add(
+      network, "mode",
+      json_object_new_string(plan->network_limited ? "limited" : "none"));
   json_object_object_add(network, "runtime_network",
                          json_object_new_string(runtime_network(plan)));
   json_object_object_add(obj, "network", network);

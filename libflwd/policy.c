@@ -16,14 +16,20 @@
 
 /* Linux capabilities by their names without CAP_, as of Linux 6.x. */
 static const char *const capability_names[] = {
-  "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF",
-  "CHECKPOINT_RESTORE", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH",
-  "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
-  "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN",
-  "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP",
-  "SETGID", "SETPCAP", "SETUID", "SYSLOG", "SYS_ADMIN", "SYS_BOOT",
-  "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE",
-  "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "WAKE_ALARM",
+    "AUDIT_CONTROL",   "AUDIT_READ",   "AUDIT_WRITE",
+    "BLOCK_SUSPEND",   "BPF",          "CHECKPOINT_RESTORE",
+    "CHOWN",           "DAC_OVERRIDE", "DAC_READ_SEARCH",
+    "FOWNER",          "FSETID",       "IPC_LOCK",
+    "IPC_OWNER",       "KILL",         "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN",    "MAC_OVERRIDE",
+    "MKNOD",           "NET_ADMIN",    "NET_BIND_SERVICE",
+    "NET_BROADCAST",   "NET_RAW",      "PERFMON",
+    "SETFCAP",         "SETGID",       "SETPCAP",
+    "SETUID",          "SYSLOG",       "SYS_ADMIN",
+    "SYS_BOOT",        "SYS_CHROOT",   "SYS_MODULE",
+    "SYS_NICE",        "SYS_PACCT",    "SYS_PTRACE",
+    "SYS_RAWIO",       "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG",  "WAKE_ALARM",
 };
 
 bool
@@ -92,8 +98,7 @@ secret_or_star(const char *s)
 }
 
 static int
-read_jobs(struct yaml_reader *r, const yaml_node_t *v, const char *f,
-          void *t)
+read_jobs(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   struct policy_rule *rule = t;
   return read_name_list(r, v, f, NULL, any_text,
@@ -118,8 +123,8 @@ read_profiles(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_allow_writable(struct yaml_reader *r, const yaml_node_t *v,
-                    const char *f, void *t)
+read_allow_writable(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                    void *t)
 {
   struct policy_rule *rule = t;
   return read_bool(r, v, f, &rule->writable_rootfs);
@@ -136,8 +141,8 @@ read_allow_caps(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_allow_network(struct yaml_reader *r, const yaml_node_t *v,
-                   const char *f, void *t)
+read_allow_network(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                   void *t)
 {
   struct policy_rule *rule = t;
   int ret = want_scalar(r, v, f);
@@ -152,13 +157,12 @@ read_allow_network(struct yaml_reader *r, const yaml_node_t *v,
 }
 
 static int
-read_allow_secrets(struct yaml_reader *r, const yaml_node_t *v,
-                   const char *f, void *t)
+read_allow_secrets(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                   void *t)
 {
   struct policy_rule *rule = t;
   return read_name_list(r, v, f, NULL, secret_or_star,
-                        "name a secret, or '*' for all",
-                        &rule->secrets_env);
+                        "name a secret, or '*' for all", &rule->secrets_env);
 }
 
 static int
@@ -189,58 +193,57 @@ read_limit_pids(struct yaml_reader *r, const yaml_node_t *v, const char *f,
   errno = 0;
   rule->max_pids = strtoll(scalar_text(v), &end, 10);
   if (errno || end == scalar_text(v) || *end || rule->max_pids < 1)
-    return node_error(r, v, f, "invalid pids limit '%s': use a whole "
-                               "number of at least 1",
+    return node_error(r, v, f,
+                      "invalid pids limit '%s': use a whole "
+                      "number of at least 1",
                       scalar_text(v));
   return 0;
 }
 
 static int
-read_allow_resources(struct yaml_reader *r, const yaml_node_t *v,
-                     const char *f, void *t)
+read_allow_resources(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                     void *t)
 {
   static const struct field fields[] = {
-    {"memory", read_limit_memory, false},
-    {"pids", read_limit_pids, false},
+      {"memory", read_limit_memory, false},
+      {"pids", read_limit_pids, false},
   };
   return walk_mapping(r, v, f, fields, ARRAY_SIZE(fields), t);
 }
 
 static int
-read_allow(struct yaml_reader *r, const yaml_node_t *v, const char *f,
-           void *t)
+read_allow(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   static const struct field fields[] = {
-    {"writable_rootfs", read_allow_writable, false},
-    {"capabilities", read_allow_caps, false},
-    {"network", read_allow_network, false},
-    {"secrets_as_env", read_allow_secrets, false},
-    {"resources", read_allow_resources, false},
+      {"writable_rootfs", read_allow_writable, false},
+      {"capabilities", read_allow_caps, false},
+      {"network", read_allow_network, false},
+      {"secrets_as_env", read_allow_secrets, false},
+      {"resources", read_allow_resources, false},
   };
   return walk_mapping(r, v, f, fields, ARRAY_SIZE(fields), t);
 }
 
 static int
-read_rules(struct yaml_reader *r, const yaml_node_t *v, const char *f,
-           void *t)
+read_rules(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   static const struct field fields[] = {
-    {"jobs", read_jobs, true},
-    {"profiles", read_profiles, false},
-    {"allow", read_allow, false},
+      {"jobs", read_jobs, true},
+      {"profiles", read_profiles, false},
+      {"allow", read_allow, false},
   };
   struct policy *policy = t;
   if (v->type != YAML_SEQUENCE_NODE)
     return node_error(r, v, f, "expected a list of rules");
-  size_t n = (size_t)(v->data.sequence.items.top
-                      - v->data.sequence.items.start);
+  size_t n
+      = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
   policy->rules = calloc(n ? n : 1, sizeof(*policy->rules));
   if (policy->rules == NULL)
     return node_error(r, v, f, "out of memory");
 
   for (size_t i = 0; i < n; i++) {
-    yaml_node_t *element = yaml_document_get_node(
-        r->doc, v->data.sequence.items.start[i]);
+    yaml_node_t *element
+        = yaml_document_get_node(r->doc, v->data.sequence.items.start[i]);
     struct policy_rule *rule = &policy->rules[i];
     strv_init(&rule->jobs);
     strv_init(&rule->caps);
@@ -248,8 +251,7 @@ read_rules(struct yaml_reader *r, const yaml_node_t *v, const char *f,
     rule->line = element->start_mark.line + 1;
     policy->n_rules = i + 1;
     cleanup_free char *field = xasprintf("%s[%zu]", f, i);
-    int ret = walk_mapping(r, element, field, fields, ARRAY_SIZE(fields),
-                           rule);
+    int ret = walk_mapping(r, element, field, fields, ARRAY_SIZE(fields), rule);
     if (ret < 0)
       return ret;
   }
@@ -275,13 +277,12 @@ policy_load(const char *path, struct policy **out, flwd_error **err)
                             FLWD_E_CONFIG_INVALID, err);
   yaml_document_t document;
   if (ret == 0)
-    ret = parse_document(path, "policy", data.data ? data.data : "",
-                         data.len, &document, FLWD_E_CONFIG_INVALID, err);
+    ret = parse_document(path, "policy", data.data ? data.data : "", data.len,
+                         &document, FLWD_E_CONFIG_INVALID, err);
   buf_clear(&data);
   if (ret < 0)
     return ret;
-  __attribute__((cleanup(cleanup_documentp))) yaml_document_t *doc
-      = &document;
+  __attribute__((cleanup(cleanup_documentp))) yaml_document_t *doc = &document;
 
   struct policy *policy = calloc(1, sizeof(*policy));
   if (policy == NULL || (policy->path = strdup(path)) == NULL) {
@@ -289,11 +290,11 @@ policy_load(const char *path, struct policy **out, flwd_error **err)
     return set_error(err, FLWD_E_INTERNAL, "out of memory");
   }
   static const struct field fields[] = {
-    {"version", read_version, false},
-    {"rules", read_rules, true},
+      {"version", read_version, false},
+      {"rules", read_rules, true},
   };
-  struct yaml_reader reader = {
-    .file = path, .doc = doc, .err = err, .code = FLWD_E_CONFIG_INVALID};
+  struct yaml_reader reader
+      = {.file = path, .doc = doc, .err = err, .code = FLWD_E_CONFIG_INVALID};
   ret = walk_mapping(&reader, yaml_document_get_root_node(doc), "", fields,
                      ARRAY_SIZE(fields), policy);
   if (ret < 0) {
@@ -336,8 +337,8 @@ list_has(const struct strv *list, const char *item, bool star)
   return false;
 }
 
-typedef bool (*rule_allows_fn)(const struct policy_rule *rule,
-                               const char *item, long long amount);
+typedef bool (*rule_allows_fn)(const struct policy_rule *rule, const char *item,
+                               long long amount);
 
 static bool
 allows_permissive(const struct policy_rule *rule, const char *item,
@@ -388,8 +389,7 @@ allows_memory(const struct policy_rule *rule, const char *item,
 }
 
 static bool
-allows_pids(const struct policy_rule *rule, const char *item,
-            long long amount)
+allows_pids(const struct policy_rule *rule, const char *item, long long amount)
 {
   return rule->max_pids >= amount;
 }
@@ -407,8 +407,7 @@ decide(struct decider *d, const char *request, rule_allows_fn allows,
        const char *item, long long amount, const char *missing)
 {
   const struct policy_rule *granted_by = NULL;
-  for (size_t i = 0; d->policy && i < d->policy->n_rules && !granted_by;
-       i++) {
+  for (size_t i = 0; d->policy && i < d->policy->n_rules && !granted_by; i++) {
     const struct policy_rule *rule = &d->policy->rules[i];
     if (rule_matches(rule, d->job->id) && allows(rule, item, amount))
       granted_by = rule;
@@ -419,9 +418,9 @@ decide(struct decider *d, const char *request, rule_allows_fn allows,
   json_object_object_add(decision, "request", json_object_new_string(request));
   json_object_object_add(decision, "granted",
                          json_object_new_boolean(granted_by != NULL));
-  cleanup_free char *rule = granted_by ? xasprintf("%s:%lu", d->policy->path,
-                                                   granted_by->line)
-                                       : NULL;
+  cleanup_free char *rule
+      = granted_by ? xasprintf("%s:%lu", d->policy->path, granted_by->line)
+                   : NULL;
   json_object_object_add(decision, "rule",
                          rule ? json_object_new_string(rule) : NULL);
   if (granted_by == NULL) {
@@ -446,8 +445,8 @@ decide_relaxations(struct decider *d)
   const flwd_job *job = d->job;
   struct plan *plan = d->plan;
   if (job->req_writable_rootfs)
-    plan->writable_rootfs = decide(d, "writable_rootfs", allows_writable,
-                                   NULL, 0, "allow.writable_rootfs: true");
+    plan->writable_rootfs = decide(d, "writable_rootfs", allows_writable, NULL,
+                                   0, "allow.writable_rootfs: true");
   for (size_t i = 0; i < job->req_caps.len; i++) {
     const char *cap = job->req_caps.items[i];
     cleanup_free char *request = xasprintf("capability:%s", cap);
@@ -456,13 +455,12 @@ decide_relaxations(struct decider *d)
       strv_push(&plan->caps_add, cap);
   }
   if (job->req_network_limited)
-    plan->network_limited = decide(d, "network:limited", allows_network,
-                                   NULL, 0, "allow.network: limited");
+    plan->network_limited = decide(d, "network:limited", allows_network, NULL,
+                                   0, "allow.network: limited");
   for (size_t i = 0; i < job->req_secrets_env.len; i++) {
     const char *name = job->req_secrets_env.items[i];
     cleanup_free char *request = xasprintf("secret_as_env:%s", name);
-    cleanup_free char *missing = xasprintf("%s in allow.secrets_as_env",
-                                           name);
+    cleanup_free char *missing = xasprintf("%s in allow.secrets_as_env", name);
     if (decide(d, request, allows_secret_env, name, 0, missing))
       strv_push(&plan->secrets_env, name);
   }
@@ -494,8 +492,8 @@ policy_decide(const struct policy *policy, const flwd_job *job,
            missing);
   }
   if (job->pids > default_pids) {
-    cleanup_free char *missing = xasprintf(
-        "allow.resources.pids of at least %lld", job->pids);
+    cleanup_free char *missing
+        = xasprintf("allow.resources.pids of at least %lld", job->pids);
     decide(&d, "resources.pids", allows_pids, NULL, job->pids, missing);
   }
 }

@@ -110,8 +110,8 @@ on_readable(evutil_socket_t fd, short what, void *arg)
     return;
   }
   if (child->output_fn)
-    child->output_fn(child, index == 0 ? FLWD_STREAM_STDOUT
-                                       : FLWD_STREAM_STDERR,
+    child->output_fn(child,
+                     index == 0 ? FLWD_STREAM_STDOUT : FLWD_STREAM_STDERR,
                      chunk, (size_t)n, child->user);
 }
 
@@ -161,8 +161,8 @@ on_exit_ready(evutil_socket_t fd, short what, void *arg)
     reap(child);
 
   if (child->fds[0] >= 0 || child->fds[1] >= 0) {
-    struct timeval tv = {DRAIN_TIMEOUT_MS / 1000,
-                         (DRAIN_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv
+        = {DRAIN_TIMEOUT_MS / 1000, (DRAIN_TIMEOUT_MS % 1000) * 1000};
     child->ev_drain = evtimer_new(child->ctx->base, on_drain_timeout, child);
     if (child->ev_drain)
       evtimer_add(child->ev_drain, &tv);
@@ -202,14 +202,16 @@ spawn_with_pipes(const struct strv *argv, int out_pipe[2], int err_pipe[2],
                  pid_t *pid, flwd_error **err)
 {
   if (pipe2(out_pipe, O_CLOEXEC) < 0)
-    return set_error_errno(err, FLWD_E_INTERNAL, errno, "cannot create a "
-                                                        "pipe");
+    return set_error_errno(err, FLWD_E_INTERNAL, errno,
+                           "cannot create a "
+                           "pipe");
   if (pipe2(err_pipe, O_CLOEXEC) < 0) {
     int saved = errno;
     close(out_pipe[0]);
     close(out_pipe[1]);
-    return set_error_errno(err, FLWD_E_INTERNAL, saved, "cannot create a "
-                                                        "pipe");
+    return set_error_errno(err, FLWD_E_INTERNAL, saved,
+                           "cannot create a "
+                           "pipe");
   }
 
   posix_spawn_file_actions_t actions;
@@ -223,16 +225,15 @@ spawn_with_pipes(const struct strv *argv, int out_pipe[2], int err_pipe[2],
   sigemptyset(&none);
   sigfillset(&all);
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP
-                                      | POSIX_SPAWN_SETSIGMASK
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
                                       | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setpgroup(&attr, 0);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
 
   char **env = runtime_environ();
-  int rc = env ? posix_spawn(pid, argv->items[0], &actions, &attr,
-                             argv->items, env)
+  int rc = env ? posix_spawn(pid, argv->items[0], &actions, &attr, argv->items,
+                             env)
                : ENOMEM;
   free(env);
   posix_spawn_file_actions_destroy(&actions);
@@ -283,19 +284,17 @@ child_spawn(flwd_ctx *ctx, const struct strv *argv, child_output_fn output_fn,
                             on_readable, child);
   child->ev_err = event_new(ctx->base, child->fds[1], EV_READ | EV_PERSIST,
                             on_readable, child);
-  child->ev_exit = child->pidfd >= 0
-                       ? event_new(ctx->base, child->pidfd, EV_READ,
-                                   on_exit_ready, child)
-                       : event_new(ctx->base, -1, EV_PERSIST, on_exit_ready,
-                                   child);
+  child->ev_exit
+      = child->pidfd >= 0
+            ? event_new(ctx->base, child->pidfd, EV_READ, on_exit_ready, child)
+            : event_new(ctx->base, -1, EV_PERSIST, on_exit_ready, child);
   if (!child->ev_out || !child->ev_err || !child->ev_exit
       || event_add(child->ev_out, NULL) < 0
       || event_add(child->ev_err, NULL) < 0
       || event_add(child->ev_exit, child->pidfd >= 0 ? NULL : &poll_interval)
              < 0) {
     child_free(child);
-    return set_error(err, FLWD_E_INTERNAL, "cannot watch process %d",
-                     (int)pid);
+    return set_error(err, FLWD_E_INTERNAL, "cannot watch process %d", (int)pid);
   }
   *out = child;
   return 0;

@@ -86,8 +86,9 @@ container_exists(flwd_ctx *ctx, const char *name)
   struct buf errout = {0};
   int status = 0;
   int ret = child_run_sync(ctx, &argv, 65536, NULL, &errout, &status, NULL);
-  bool missing = errout.data && (strstr(errout.data, "no such")
-                                 || strstr(errout.data, "No such"));
+  bool missing
+      = errout.data
+        && (strstr(errout.data, "no such") || strstr(errout.data, "No such"));
   buf_clear(&errout);
   if (ret < 0)
     return -1;
@@ -146,8 +147,7 @@ reconcile_run(flwd_ctx *ctx, const char *id, const char *text)
   const char *job_id = doc ? doc_string(doc, "job") : NULL;
   flwd_job *job = job_id ? job_for(ctx, job_id) : NULL;
   if (job == NULL) {
-    ctx_log(ctx, FLWD_LOG_ERROR, "run %s: the stored run cannot be read",
-            id);
+    ctx_log(ctx, FLWD_LOG_ERROR, "run %s: the stored run cannot be read", id);
     return;
   }
   flwd_run *run = run_alloc(ctx, job, args_for(job, doc), id);
@@ -155,8 +155,7 @@ reconcile_run(flwd_ctx *ctx, const char *id, const char *text)
     return;
   /* A run whose owner lock is held belongs to a live process. */
   if (run_take_owner_lock(run) == 0) {
-    ctx_log(ctx, FLWD_LOG_INFO, "run %s: left to the process running it",
-            id);
+    ctx_log(ctx, FLWD_LOG_INFO, "run %s: left to the process running it", id);
     flwd_run_free(run);
     return;
   }
@@ -221,8 +220,8 @@ remove_orphan(flwd_ctx *ctx, const char *name)
 static bool
 owner_is_alive(flwd_ctx *ctx, const char *run_id)
 {
-  cleanup_free char *path = xasprintf("%s/locks/%s.lock", ctx->state_dir,
-                                      run_id);
+  cleanup_free char *path
+      = xasprintf("%s/locks/%s.lock", ctx->state_dir, run_id);
   cleanup_close int fd = path ? open(path, O_RDWR | O_CLOEXEC) : -1;
   if (fd < 0)
     return false;

@@ -72,7 +72,7 @@ struct flwd_run {
   void *done_user;
 
   run_step step;
-  struct child *child; /* the step's process */
+  struct child *child;   /* the step's process */
   struct child *stopper; /* podman/docker stop, beside the container */
   struct buf captured;   /* stdout of inspect steps */
   struct buf stderr_tail;
@@ -91,13 +91,13 @@ struct flwd_run {
   struct event *start_ev;
   long long stop_sent_ms;
 
-  json_object *events; /* every event so far, for late subscribers */
+  json_object *events;   /* every event so far, for late subscribers */
   json_object *metadata; /* caller's key-value pairs, stored with the run */
-  char *image_user; /* the image's USER, from its config */
+  char *image_user;      /* the image's USER, from its config */
   char created_at[32];
   char started_at[32];
   char finished_at[32];
-  bool waiting_for_slot; /* queued behind the context's maximum */
+  bool waiting_for_slot;     /* queued behind the context's maximum */
   unsigned long long ticket; /* start order among queued runs */
 
   int log_fd;
@@ -114,11 +114,11 @@ struct flwd_run {
   struct event *watchdog_ev;
   struct event *rm_retry_ev;
   struct event *stop_deadline_ev;
-  int owner_lock_fd;           /* held by the process that runs the run */
-  int create_lock_fd;          /* held while the runtime creates */
-  struct event *create_ev;     /* lock retry, then the start watch */
+  int owner_lock_fd;       /* held by the process that runs the run */
+  int create_lock_fd;      /* held while the runtime creates */
+  struct event *create_ev; /* lock retry, then the start watch */
   long long create_started_ms;
-  int userns_lock_fd;           /* reserves the run's range of host ids */
+  int userns_lock_fd; /* reserves the run's range of host ids */
   unsigned long userns_base;
   bool start_timed_out;
   bool start_retried;
@@ -126,7 +126,7 @@ struct flwd_run {
 
   int pull_lock_fd;
   bool inspected_locked; /* the last inspect ran with the pull lock held */
-  bool pull_waited; /* another run's pull of the image was waited for */
+  bool pull_waited;      /* another run's pull of the image was waited for */
   struct event *pull_wait_ev;
 };
 
@@ -134,8 +134,8 @@ struct flwd_run {
 FLWD_HIDDEN void emit(flwd_run *run, const char *type, json_object *data);
 FLWD_HIDDEN json_object *data_of(const char *key, const char *value);
 FLWD_HIDDEN void record_run(flwd_run *run);
-FLWD_HIDDEN void log_output(flwd_run *run, flwd_stream stream,
-                            const char *data, size_t len);
+FLWD_HIDDEN void log_output(flwd_run *run, flwd_stream stream, const char *data,
+                            size_t len);
 FLWD_HIDDEN void flush_partial_lines(flwd_run *run);
 FLWD_HIDDEN void read_result(flwd_run *run);
 
@@ -152,20 +152,18 @@ FLWD_HIDDEN void arm_stop_deadline(flwd_run *run);
 FLWD_HIDDEN void follow_container(flwd_run *run);
 FLWD_HIDDEN void release_create_lock(flwd_run *run);
 FLWD_HIDDEN int run_layout_fill(flwd_ctx *ctx, const struct plan *plan,
-                                const char *run_id,
-                                const char *container_name,
+                                const char *run_id, const char *container_name,
                                 const char *host_dir, const char *env_file,
                                 const struct strv *command,
                                 struct run_layout *layout, flwd_error **err);
 FLWD_HIDDEN void cleanup_then_finish(flwd_run *run, flwd_run_state state);
 FLWD_HIDDEN void on_container_output(struct child *child, flwd_stream stream,
-                                     const char *data, size_t len,
-                                     void *user);
+                                     const char *data, size_t len, void *user);
 
 /* Allocates a run of JOB and ARGS, taking both references, with ID or a
  * fresh id when ID is NULL; neither records nor starts it. */
-FLWD_HIDDEN flwd_run *run_alloc(flwd_ctx *ctx, flwd_job *job,
-                                flwd_args *args, const char *id);
+FLWD_HIDDEN flwd_run *run_alloc(flwd_ctx *ctx, flwd_job *job, flwd_args *args,
+                                const char *id);
 FLWD_HIDDEN void link_active(flwd_run *run);
 
 /* Takes the run's owner lock, a file lock that marks the run as run by a
@@ -174,8 +172,7 @@ FLWD_HIDDEN void link_active(flwd_run *run);
 FLWD_HIDDEN int run_take_owner_lock(flwd_run *run);
 
 /* secrets.c: the run's secrets. */
-FLWD_HIDDEN int secrets_write(flwd_run *run, struct buf *env,
-                              flwd_error **err);
+FLWD_HIDDEN int secrets_write(flwd_run *run, struct buf *env, flwd_error **err);
 FLWD_HIDDEN int secrets_chown_for_image(flwd_run *run, flwd_error **err);
 FLWD_HIDDEN void run_remove_tree(flwd_run *run, const char *dir);
 

@@ -81,11 +81,12 @@ flwd_run_create(flwd_ctx *ctx, const flwd_job *job, const flwd_args *args,
                      "the arguments were bound to job '%s', not '%s'",
                      args->job->id, job->id);
 
-  flwd_run *run = run_alloc(ctx, job_ref((flwd_job *)job), args_copy(args),
-                            NULL);
+  flwd_run *run
+      = run_alloc(ctx, job_ref((flwd_job *)job), args_copy(args), NULL);
   if (run == NULL)
-    return set_error(err, FLWD_E_INTERNAL, "cannot create a run: out of "
-                                           "memory");
+    return set_error(err, FLWD_E_INTERNAL,
+                     "cannot create a run: out of "
+                     "memory");
 
   /* A run that cannot be recorded is not created: nothing is lost. */
   struct store *store = NULL;
@@ -153,17 +154,16 @@ flwd_ctx_cancel_run(flwd_ctx *ctx, const char *id, flwd_error **err)
   const char *name = obj && json_object_object_get_ex(obj, "state", &state)
                          ? json_object_get_string(state)
                          : "";
-  static const char *const final_states[] = {"succeeded", "failed",
-                                             "cancelled", "timed_out",
-                                             "error"};
+  static const char *const final_states[]
+      = {"succeeded", "failed", "cancelled", "timed_out", "error"};
   for (size_t i = 0; i < ARRAY_SIZE(final_states); i++) {
     if (strcmp(name, final_states[i]) == 0)
       return set_error(err, FLWD_E_RUN_FINISHED,
                        "run %s has already finished as %s", id, name);
   }
   return set_error(err, FLWD_E_REQUEST_INVALID,
-                   "run %s is %s in another flwd process; cancel it there",
-                   id, name);
+                   "run %s is %s in another flwd process; cancel it there", id,
+                   name);
 }
 
 void
@@ -181,9 +181,9 @@ flwd_run_set_event_cb(flwd_run *run, flwd_event_cb cb, void *user)
   run->event_user = user;
   size_t n = run->events ? json_object_array_length(run->events) : 0;
   for (size_t i = 0; cb && i < n; i++)
-    cb(run, json_object_to_json_string_ext(
-                json_object_array_get_idx(run->events, i),
-                JSON_PLAIN),
+    cb(run,
+       json_object_to_json_string_ext(json_object_array_get_idx(run->events, i),
+                                      JSON_PLAIN),
        user);
 }
 
@@ -347,8 +347,8 @@ write_run_files(flwd_run *run, flwd_error **err)
   for (size_t i = 0; i < ARRAY_SIZE(open_dirs); i++) {
     cleanup_free char *path = xasprintf("%s/%s", run->host_dir, open_dirs[i]);
     if (path == NULL || mkdir(path, 0777) < 0 || chmod(path, 0777) < 0)
-      return set_error_errno(err, FLWD_E_INTERNAL, errno,
-                             "cannot create '%s'", path ? path : "");
+      return set_error_errno(err, FLWD_E_INTERNAL, errno, "cannot create '%s'",
+                             path ? path : "");
   }
 
   cleanup_free char *args_json = flwd_args_to_json(run->args);
@@ -365,8 +365,7 @@ write_run_files(flwd_run *run, flwd_error **err)
   int ret = plan_env_text(&run->plan, run->id, &env, err);
   if (ret == 0)
     ret = secrets_write(run, &env, err);
-  if (ret == 0 && write_file_atomic(run->env_file, env.data, env.len, 0600)
-                      < 0)
+  if (ret == 0 && write_file_atomic(run->env_file, env.data, env.len, 0600) < 0)
     ret = set_error_errno(err, FLWD_E_INTERNAL, errno,
                           "cannot write the env file of run %s", run->id);
   if (env.data)
@@ -378,8 +377,8 @@ write_run_files(flwd_run *run, flwd_error **err)
 void
 remove_run_files(flwd_run *run)
 {
-  static const char *const transient[] = {"env", "secrets", "args.json",
-                                          "status", "work"};
+  static const char *const transient[]
+      = {"env", "secrets", "args.json", "status", "work"};
   for (size_t i = 0; i < ARRAY_SIZE(transient); i++) {
     cleanup_free char *path = xasprintf("%s/%s", run->host_dir, transient[i]);
     if (path)
@@ -399,8 +398,8 @@ int
 read_init_marker(flwd_run *run, char **reason)
 {
   cleanup_free char *path = xasprintf("%s/status/exec", run->host_dir);
-  cleanup_close int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-                              : -1;
+  cleanup_close int fd
+      = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
   if (fd < 0)
     return 0;
   char text[512];
@@ -417,7 +416,6 @@ read_init_marker(flwd_run *run, char **reason)
   }
   return 0;
 }
-
 
 /* ---- Child plumbing --------------------------------------------------- */
 
@@ -466,8 +464,8 @@ spawn_step(flwd_run *run, run_step step, struct strv *argv,
   buf_clear(&run->captured);
   buf_clear(&run->stderr_tail);
   run->step = step;
-  int ret = child_spawn(run->ctx, argv, output_fn, exit_fn, run, &run->child,
-                        err);
+  int ret
+      = child_spawn(run->ctx, argv, output_fn, exit_fn, run, &run->child, err);
   /* Inspecting and removing take a moment; one that hangs (a runtime stuck
    * on a lock, say) ends with an error instead of holding the run. */
   if (ret == 0 && (step == STEP_INSPECT || step == STEP_CLEANUP)) {
@@ -512,7 +510,6 @@ stopped_before_container(flwd_run *run)
   return true;
 }
 
-
 /* ---- Start ------------------------------------------------------------ */
 
 static void
@@ -528,15 +525,13 @@ emit_plan_events(flwd_run *run)
 
   size_t n_decisions = json_object_array_length(run->plan.decisions);
   for (size_t i = 0; i < n_decisions; i++) {
-    json_object *decision = json_object_array_get_idx(run->plan.decisions,
-                                                      i);
+    json_object *decision = json_object_array_get_idx(run->plan.decisions, i);
     json_object *granted = NULL, *request = NULL;
     json_object_object_get_ex(decision, "granted", &granted);
     json_object_object_get_ex(decision, "request", &request);
     emit(run, "policy.decision", json_object_get(decision));
     ctx_log(run->ctx,
-            json_object_get_boolean(granted) ? FLWD_LOG_INFO
-                                             : FLWD_LOG_WARNING,
+            json_object_get_boolean(granted) ? FLWD_LOG_INFO : FLWD_LOG_WARNING,
             "run %s: policy %s %s for job %s", run->id,
             json_object_get_boolean(granted) ? "granted" : "denied",
             json_object_get_string(request), run->job->id);
@@ -648,7 +643,6 @@ start_queued_runs(flwd_ctx *ctx)
   }
 }
 
-
 int
 flwd_run_cancel(flwd_run *run, flwd_error **err)
 {
@@ -659,8 +653,8 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
   if (run->cancel_requested)
     return 0;
   run->cancel_requested = true;
-  emit(run, "run.cancel_requested", data_of("state",
-                                            flwd_run_state_name(run->state)));
+  emit(run, "run.cancel_requested",
+       data_of("state", flwd_run_state_name(run->state)));
 
   if (!run->active || run->waiting_for_slot) {
     run_finish(run, FLWD_RUN_CANCELLED);
@@ -673,14 +667,12 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
     case STEP_CREATE_WAIT:
       evtimer_del(run->create_ev);
       run->step = STEP_NONE;
-      run_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
-                                     : FLWD_RUN_CANCELLED);
+      run_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT : FLWD_RUN_CANCELLED);
       break;
     case STEP_PULL_WAIT:
       evtimer_del(run->pull_wait_ev);
       run->step = STEP_NONE;
-      run_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT
-                                     : FLWD_RUN_CANCELLED);
+      run_finish(run, run->timed_out ? FLWD_RUN_TIMED_OUT : FLWD_RUN_CANCELLED);
       break;
     case STEP_INSPECT:
     case STEP_PULL:
@@ -691,8 +683,8 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
       run->stop_sent_ms = monotonic_ms();
       arm_stop_deadline(run);
       json_object *data = data_of("container", run->container_name);
-      json_object_object_add(data, "grace_ms", json_object_new_int64(
-                                                   run->job->stop_timeout_ms));
+      json_object_object_add(data, "grace_ms",
+                             json_object_new_int64(run->job->stop_timeout_ms));
       emit(run, "stop.sent", data);
       send_stop(run);
       break;
@@ -701,7 +693,6 @@ flwd_run_cancel(flwd_run *run, flwd_error **err)
   }
   return 0;
 }
-
 
 /* ---- End -------------------------------------------------------------- */
 
@@ -873,7 +864,6 @@ flwd_run_error(const flwd_run *run)
   return run->state == FLWD_RUN_ERROR ? run->error : NULL;
 }
 
-
 /* ---- Plan preview ----------------------------------------------------- */
 
 int
@@ -930,4 +920,3 @@ run_layout_argv(flwd_ctx *ctx, const struct plan *plan, struct strv *argv,
     layout.userns_base = userns_preview_base(id);
   return plan_build_argv(plan, &layout, argv, err);
 }
-

@@ -20,8 +20,8 @@ static void fail_to_run(flwd_run *run, int marker, const char *reason);
 /* ---- Container -------------------------------------------------------- */
 
 void
-on_container_output(struct child *child, flwd_stream stream,
-                    const char *data, size_t len, void *user)
+on_container_output(struct child *child, flwd_stream stream, const char *data,
+                    size_t len, void *user)
 {
   flwd_run *run = user;
   if (stream == FLWD_STREAM_STDERR)
@@ -78,8 +78,7 @@ cleanup_then_finish(flwd_run *run, flwd_run_state state)
   strv_push(&argv, run->plan.runtime_path);
   run->plan.runtime->rm_argv(run->container_name, &argv);
   cleanup_error flwd_error *err = NULL;
-  if (spawn_step(run, STEP_CLEANUP, &argv, on_capture_output, on_rm_exit,
-                 &err)
+  if (spawn_step(run, STEP_CLEANUP, &argv, on_capture_output, on_rm_exit, &err)
       < 0) {
     ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: %s", run->id,
             flwd_error_message(err));
@@ -156,8 +155,9 @@ fail_to_run(flwd_run *run, int marker, const char *reason)
 {
   flwd_error *err = NULL;
   if (marker < 0)
-    set_error(&err, FLWD_E_OCI, "cannot execute the job's command in image "
-                                "'%s': %s",
+    set_error(&err, FLWD_E_OCI,
+              "cannot execute the job's command in image "
+              "'%s': %s",
               run->job->image, reason ? reason : "unknown reason");
   else if (is_name_conflict(run))
     set_error(&err, FLWD_E_NAME_CONFLICT,
@@ -191,8 +191,8 @@ container_ended(flwd_run *run, int code, bool exited, bool removed)
   int marker = read_init_marker(run, &reason);
   json_object *data = data_of("container", run->container_name);
   json_object_object_add(data, "exit_code", json_object_new_int(code));
-  json_object_object_add(data, "job_started", json_object_new_boolean(
-                                                  marker == 1));
+  json_object_object_add(data, "job_started",
+                         json_object_new_boolean(marker == 1));
   emit(run, "container.exited", data);
 
   if (run->cancel_requested) {
@@ -310,8 +310,8 @@ follow_container(flwd_run *run)
   strv_push(&wait, run->plan.runtime_path);
   run->plan.runtime->wait_argv(run->container_name, &wait);
   run->waiter_done = false;
-  if (spawn_step(run, STEP_CONTAINER, &wait, on_capture_output,
-                 on_waiter_exit, &err)
+  if (spawn_step(run, STEP_CONTAINER, &wait, on_capture_output, on_waiter_exit,
+                 &err)
       < 0)
     run_fail(run, steal_pointer(&err));
 }
@@ -394,8 +394,8 @@ mark_running(flwd_run *run)
   emit(run, "container.started", data_of("container", run->container_name));
 
   if (run->job->timeout_ms > 0) {
-    struct timeval tv = {run->job->timeout_ms / 1000,
-                         (run->job->timeout_ms % 1000) * 1000};
+    struct timeval tv
+        = {run->job->timeout_ms / 1000, (run->job->timeout_ms % 1000) * 1000};
     run->timeout_ev = evtimer_new(run->ctx->base, on_timeout, run);
     if (run->timeout_ev)
       evtimer_add(run->timeout_ev, &tv);
@@ -554,9 +554,9 @@ step_container(flwd_run *run)
   cleanup_strv struct strv argv;
   strv_init(&argv);
   bool detached = run->plan.detached;
-  int ret = run_layout_fill(run->ctx, &run->plan, run->id,
-                            run->container_name, run->host_dir, run->env_file,
-                            &run->command, &layout, &err);
+  int ret = run_layout_fill(run->ctx, &run->plan, run->id, run->container_name,
+                            run->host_dir, run->env_file, &run->command,
+                            &layout, &err);
   layout.userns_base = run->userns_base;
   if (ret == 0)
     ret = plan_build_argv(&run->plan, &layout, &argv, &err);
@@ -664,8 +664,7 @@ send_stop(flwd_run *run)
   run->plan.runtime->stop_argv(run->container_name, run->job->stop_timeout_ms,
                                &argv);
   cleanup_error flwd_error *err = NULL;
-  if (child_spawn(run->ctx, &argv, NULL, on_stop_exit, run, &run->stopper,
-                  &err)
+  if (child_spawn(run->ctx, &argv, NULL, on_stop_exit, run, &run->stopper, &err)
       < 0) {
     ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: %s", run->id,
             flwd_error_message(err));

@@ -22,8 +22,8 @@ command_from_image(flwd_run *run, const char *config_json, flwd_error **err)
 {
   cleanup_json json_object *config = json_tokener_parse(config_json);
   if (config == NULL)
-    return set_error(err, FLWD_E_OCI,
-                     "cannot read the config of image '%s'", run->job->image);
+    return set_error(err, FLWD_E_OCI, "cannot read the config of image '%s'",
+                     run->job->image);
   json_object *user = NULL;
   free(run->image_user);
   run->image_user = json_object_object_get_ex(config, "User", &user)
@@ -84,8 +84,8 @@ on_pull_exit(struct child *child, int status, void *user)
           ok ? "finished" : "failed");
   if (!ok) {
     flwd_error *err = NULL;
-    set_error(&err, FLWD_E_OCI, "cannot pull image '%s': %s",
-              run->job->image, stderr_text(run));
+    set_error(&err, FLWD_E_OCI, "cannot pull image '%s': %s", run->job->image,
+              stderr_text(run));
     run_fail(run, err);
     return;
   }
@@ -226,9 +226,8 @@ step_image(flwd_run *run)
   run->plan.runtime->image_inspect_argv(run->job->image, &argv);
   run->inspected_locked = run->pull_lock_fd >= 0;
   cleanup_error flwd_error *err = NULL;
-  if (spawn_step(run, STEP_INSPECT, &argv, on_capture_output,
-                 on_inspect_exit, &err)
+  if (spawn_step(run, STEP_INSPECT, &argv, on_capture_output, on_inspect_exit,
+                 &err)
       < 0)
     run_fail(run, steal_pointer(&err));
 }
-

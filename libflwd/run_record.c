@@ -22,23 +22,22 @@ emit(flwd_run *run, const char *type, json_object *data)
   char when[32];
   format_utc_now(when);
   cleanup_json json_object *event = json_object_new_object();
-  json_object_object_add(event, "seq", json_object_new_int64(
-                                           (int64_t)++run->seq));
+  json_object_object_add(event, "seq",
+                         json_object_new_int64((int64_t)++run->seq));
   json_object_object_add(event, "time", json_object_new_string(when));
   json_object_object_add(event, "type", json_object_new_string(type));
-  json_object_object_add(event, "data",
-                         data ? data : json_object_new_object());
-  const char *text = json_object_to_json_string_ext(
-      event, JSON_PLAIN);
+  json_object_object_add(event, "data", data ? data : json_object_new_object());
+  const char *text = json_object_to_json_string_ext(event, JSON_PLAIN);
   if (run->events)
     json_object_array_add(run->events, json_object_get(event));
 
   struct store *store = NULL;
   cleanup_error flwd_error *err = NULL;
   if (store_get(run->ctx, &store, &err) < 0
-      || (store && store_add_event(store, run->id, (long long)run->seq, type,
-                                   text, &err)
-                       < 0))
+      || (store
+          && store_add_event(store, run->id, (long long)run->seq, type, text,
+                             &err)
+                 < 0))
     ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: event %s not stored: %s",
             run->id, type, flwd_error_message(err));
 
@@ -64,16 +63,15 @@ write_log_line(flwd_run *run, char tag, const char *line, size_t len)
   if (run->log_bytes + (long long)len + 3 > run->ctx->log_max_bytes) {
     if (run->log_dropped == 0) {
       json_object *data = json_object_new_object();
-      json_object_object_add(data, "max_bytes", json_object_new_int64(
-                                                    run->ctx->log_max_bytes));
+      json_object_object_add(data, "max_bytes",
+                             json_object_new_int64(run->ctx->log_max_bytes));
       emit(run, "log.truncated", data);
     }
     run->log_dropped += (long long)len + 1;
     return;
   }
   char prefix[2] = {tag, ' '};
-  struct iovec iov[3] = {
-    {prefix, 2}, {(void *)line, len}, {(void *)"\n", 1}};
+  struct iovec iov[3] = {{prefix, 2}, {(void *)line, len}, {(void *)"\n", 1}};
   ssize_t n;
   do
     n = writev(run->log_fd, iov, 3);
@@ -102,8 +100,7 @@ log_output(flwd_run *run, flwd_stream stream, const char *data, size_t len)
       run->log_dropped += (long long)take;
     if (newline == NULL)
       break;
-    write_log_line(run, tag, partial->data ? partial->data : "",
-                   partial->len);
+    write_log_line(run, tag, partial->data ? partial->data : "", partial->len);
     partial->len = 0;
     data += take + 1;
     len -= take + 1;
@@ -128,9 +125,8 @@ void
 read_result(flwd_run *run)
 {
   cleanup_free char *path = xasprintf("%s/out/result.json", run->host_dir);
-  cleanup_close int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW
-                                               | O_NONBLOCK)
-                              : -1;
+  cleanup_close int fd
+      = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) : -1;
   if (fd < 0 && errno == ENOENT)
     return;
 
@@ -140,8 +136,7 @@ read_result(flwd_run *run)
   if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
     reason = strdup("result.json is not a regular file");
   } else if (st.st_size > RESULT_MAX_BYTES) {
-    reason = xasprintf("result.json is larger than %d bytes",
-                       RESULT_MAX_BYTES);
+    reason = xasprintf("result.json is larger than %d bytes", RESULT_MAX_BYTES);
   } else {
     char chunk[16384];
     ssize_t n;
@@ -149,19 +144,20 @@ read_result(flwd_run *run)
            && text.len <= RESULT_MAX_BYTES)
       buf_append(&text, chunk, (size_t)n);
     json_tokener *tok = json_tokener_new();
-    json_object *value = tok && text.data ? json_tokener_parse_ex(
-                                                tok, text.data, (int)text.len)
-                                          : NULL;
+    json_object *value
+        = tok && text.data
+              ? json_tokener_parse_ex(tok, text.data, (int)text.len)
+              : NULL;
     bool complete = value && tok->char_offset == (int)text.len;
     if (complete)
       run->result = value;
     else {
       if (value)
         json_object_put(value);
-      reason = xasprintf("result.json is not valid JSON: %s",
-                         tok ? json_tokener_error_desc(
-                                   json_tokener_get_error(tok))
-                             : "out of memory");
+      reason
+          = xasprintf("result.json is not valid JSON: %s",
+                      tok ? json_tokener_error_desc(json_tokener_get_error(tok))
+                          : "out of memory");
     }
     if (tok)
       json_tokener_free(tok);
@@ -187,17 +183,16 @@ flwd_run_to_json(const flwd_run *run)
   cleanup_json json_object *obj = json_object_new_object();
   json_object_object_add(obj, "id", json_object_new_string(run->id));
   json_object_object_add(obj, "job", json_object_new_string(run->job->id));
-  json_object_object_add(obj, "state", json_object_new_string(
-                                           flwd_run_state_name(run->state)));
-  json_object_object_add(obj, "exit_status",
-                         run->exit_status >= 0
-                             ? json_object_new_int(run->exit_status)
-                             : NULL);
+  json_object_object_add(
+      obj, "state", json_object_new_string(flwd_run_state_name(run->state)));
+  json_object_object_add(
+      obj, "exit_status",
+      run->exit_status >= 0 ? json_object_new_int(run->exit_status) : NULL);
   json_object *error = NULL;
   if (run->error && run->state == FLWD_RUN_ERROR) {
     error = json_object_new_object();
-    json_object_object_add(error, "code", json_object_new_string(
-                                              flwd_error_name(run->error)));
+    json_object_object_add(error, "code",
+                           json_object_new_string(flwd_error_name(run->error)));
     json_object_object_add(error, "message",
                            json_object_new_string(run->error->message));
   }
@@ -205,22 +200,19 @@ flwd_run_to_json(const flwd_run *run)
   json_object *args = NULL;
   json_object_deep_copy(run->args->values, &args, NULL);
   json_object_object_add(obj, "args", args);
-  json_object_object_add(obj, "result", run->result
-                                            ? json_object_get(run->result)
-                                            : NULL);
+  json_object_object_add(obj, "result",
+                         run->result ? json_object_get(run->result) : NULL);
   json_object_object_add(obj, "result_error",
                          nullable_string(run->result_error));
   json_object_object_add(obj, "created_at",
                          json_object_new_string(run->created_at));
   json_object_object_add(obj, "started_at", nullable_string(run->started_at));
-  json_object_object_add(obj, "finished_at",
-                         nullable_string(run->finished_at));
+  json_object_object_add(obj, "finished_at", nullable_string(run->finished_at));
   json_object_object_add(obj, "container",
                          json_object_new_string(run->container_name));
-  json_object_object_add(obj, "runtime",
-                         run->planned ? json_object_new_string(
-                                            run->plan.runtime->name)
-                                      : NULL);
+  json_object_object_add(
+      obj, "runtime",
+      run->planned ? json_object_new_string(run->plan.runtime->name) : NULL);
   json_object_object_add(obj, "metadata",
                          run->metadata ? json_object_get(run->metadata)
                                        : json_object_new_object());
@@ -258,4 +250,3 @@ flwd_ctx_find_run(flwd_ctx *ctx, const char *id)
   }
   return NULL;
 }
-

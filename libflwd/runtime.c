@@ -12,10 +12,10 @@
 
 static const struct runtime *const runtimes[] = {
 #ifdef FLWD_WITH_PODMAN
-  &runtime_podman,
+    &runtime_podman,
 #endif
 #ifdef FLWD_WITH_DOCKER
-  &runtime_docker,
+    &runtime_docker,
 #endif
 };
 
@@ -43,14 +43,14 @@ static int
 try_runtime(flwd_ctx *ctx, const struct runtime *rt, struct buf *tried,
             flwd_error **err)
 {
-  const char *override = getenv(strcmp(rt->name, "docker") == 0 ? "FLWD_DOCKER"
-                                                             : "FLWD_PODMAN");
-  cleanup_free char *path = find_in_path(override && *override ? override
-                                                                : rt->name);
+  const char *override
+      = getenv(strcmp(rt->name, "docker") == 0 ? "FLWD_DOCKER" : "FLWD_PODMAN");
+  cleanup_free char *path
+      = find_in_path(override && *override ? override : rt->name);
   const char *separator = tried->len ? "; " : "";
   if (path == NULL) {
-    cleanup_free char *line = xasprintf("%s%s: not found on PATH", separator,
-                                        rt->name);
+    cleanup_free char *line
+        = xasprintf("%s%s: not found on PATH", separator, rt->name);
     if (line)
       buf_append(tried, line, strlen(line));
     return -1;
@@ -60,8 +60,7 @@ try_runtime(flwd_ctx *ctx, const struct runtime *rt, struct buf *tried,
   struct runtime_caps caps = {0};
   if (rt->probe(ctx, path, &caps, &probe_err) < 0) {
     cleanup_free char *line = xasprintf("%s%s (%s): %s", separator, rt->name,
-                                        path,
-                                        flwd_error_message(probe_err));
+                                        path, flwd_error_message(probe_err));
     flwd_error_free(probe_err);
     if (line)
       buf_append(tried, line, strlen(line));
@@ -72,8 +71,7 @@ try_runtime(flwd_ctx *ctx, const struct runtime *rt, struct buf *tried,
   ctx->runtime_caps = caps;
   free(ctx->runtime_path);
   ctx->runtime_path = steal_pointer(&path);
-  ctx_log(ctx, FLWD_LOG_DEBUG, "runtime %s at %s", rt->name,
-          ctx->runtime_path);
+  ctx_log(ctx, FLWD_LOG_DEBUG, "runtime %s at %s", rt->name, ctx->runtime_path);
   return 0;
 }
 
@@ -134,8 +132,7 @@ runtime_push_mounts(const struct plan *plan, const struct run_layout *layout,
                       "--mount=type=bind,source=%s/secrets,"
                       "destination=/run/secrets,readonly%s",
                       layout->host_dir, plan->runtime->secrets_mount_options);
-  ret |= strv_pushf(argv,
-                    "--mount=type=bind,source=%s/work,destination=/work",
+  ret |= strv_pushf(argv, "--mount=type=bind,source=%s/work,destination=/work",
                     layout->host_dir);
   ret |= strv_pushf(argv,
                     "--mount=type=bind,source=%s/out,"
@@ -229,8 +226,8 @@ push_command(struct strv *argv, const char *const *words, const char *name)
 int
 cli_image_inspect_argv(const char *image, struct strv *argv)
 {
-  static const char *const words[] = {"image", "inspect",
-                                      "--format={{json .Config}}", NULL};
+  static const char *const words[]
+      = {"image", "inspect", "--format={{json .Config}}", NULL};
   return push_command(argv, words, image);
 }
 
@@ -251,9 +248,8 @@ cli_kill_argv(const char *name, struct strv *argv)
 int
 cli_labels_argv(const char *name, struct strv *argv)
 {
-  static const char *const words[] = {"container", "inspect",
-                                      "--format={{json .Config.Labels}}",
-                                      NULL};
+  static const char *const words[]
+      = {"container", "inspect", "--format={{json .Config.Labels}}", NULL};
   return push_command(argv, words, name);
 }
 

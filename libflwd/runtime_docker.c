@@ -75,8 +75,8 @@ docker_http_get(const char *socket_path, const char *path, struct buf *reply,
                      "socket path '%s' is too long", socket_path);
   strcpy(addr.sun_path, socket_path);
 
-  cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC
-                                             | SOCK_NONBLOCK, 0);
+  cleanup_close int fd
+      = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return set_error_errno(err, FLWD_E_RUNTIME_UNAVAILABLE, errno,
                            "cannot create a socket");
@@ -147,8 +147,8 @@ parse_info(const char *body, struct docker_info *info)
       && json_object_is_type(options, json_type_array)) {
     size_t n = json_object_array_length(options);
     for (size_t i = 0; i < n; i++) {
-      const char *opt = json_object_get_string(
-          json_object_array_get_idx(options, i));
+      const char *opt
+          = json_object_get_string(json_object_array_get_idx(options, i));
       if (opt && strcmp(opt, "name=rootless") == 0)
         info->rootless = true;
       if (opt && strcmp(opt, "name=userns") == 0)
@@ -231,18 +231,18 @@ docker_rm_argv(const char *name, struct strv *argv)
 }
 
 const struct runtime runtime_docker = {
-  .name = "docker",
-  .limited_network = "bridge",
-  .secrets_mount_options = "",
-  .probe = docker_probe,
-  .run_argv = docker_run_argv,
-  .image_inspect_argv = cli_image_inspect_argv,
-  .pull_argv = cli_pull_argv,
-  .stop_argv = docker_stop_argv,
-  .kill_argv = cli_kill_argv,
-  .rm_argv = docker_rm_argv,
-  .labels_argv = cli_labels_argv,
-  .wait_argv = cli_wait_argv,
-  .logs_argv = cli_logs_argv,
-  .list_argv = cli_list_argv,
+    .name = "docker",
+    .limited_network = "bridge",
+    .secrets_mount_options = "",
+    .probe = docker_probe,
+    .run_argv = docker_run_argv,
+    .image_inspect_argv = cli_image_inspect_argv,
+    .pull_argv = cli_pull_argv,
+    .stop_argv = docker_stop_argv,
+    .kill_argv = cli_kill_argv,
+    .rm_argv = docker_rm_argv,
+    .labels_argv = cli_labels_argv,
+    .wait_argv = cli_wait_argv,
+    .logs_argv = cli_logs_argv,
+    .list_argv = cli_list_argv,
 };

@@ -79,8 +79,8 @@ granted_as_env(const flwd_run *run, const char *name)
  * variable is the name upper-cased; one final newline of a file's value
  * is dropped, and a value that still contains a line break is rejected. */
 static int
-append_env(flwd_run *run, const char *name, struct buf *value,
-           struct buf *env, flwd_error **err)
+append_env(flwd_run *run, const char *name, struct buf *value, struct buf *env,
+           flwd_error **err)
 {
   size_t len = value->len;
   if (len && value->data[len - 1] == '\n')
@@ -120,21 +120,19 @@ secrets_write(flwd_run *run, struct buf *env, flwd_error **err)
     if (read_secret(run->ctx, name, &value) < 0) {
       wipe(&value);
       cleanup_free char *var = secret_env_source(name);
-      return set_error(err, FLWD_E_SECRET_NOT_FOUND,
-                       "secret '%s' of job '%s' has no value: no file '%s' "
-                       "in the secrets directory '%s'%s%s%s",
-                       name, run->job->id, name,
-                       run->ctx->secrets_dir[0] ? run->ctx->secrets_dir
-                                                : "(none configured)",
-                       strcmp(run->ctx->secrets_env_mode, "on") == 0
-                           ? " and no variable "
-                           : "",
-                       strcmp(run->ctx->secrets_env_mode, "on") == 0 && var
-                           ? var
-                           : "",
-                       strcmp(run->ctx->secrets_env_mode, "on") == 0
-                           ? " in flwd's environment"
-                           : "");
+      return set_error(
+          err, FLWD_E_SECRET_NOT_FOUND,
+          "secret '%s' of job '%s' has no value: no file '%s' "
+          "in the secrets directory '%s'%s%s%s",
+          name, run->job->id, name,
+          run->ctx->secrets_dir[0] ? run->ctx->secrets_dir
+                                   : "(none configured)",
+          strcmp(run->ctx->secrets_env_mode, "on") == 0 ? " and no variable "
+                                                        : "",
+          strcmp(run->ctx->secrets_env_mode, "on") == 0 && var ? var : "",
+          strcmp(run->ctx->secrets_env_mode, "on") == 0
+              ? " in flwd's environment"
+              : "");
     }
     cleanup_free char *path = xasprintf("%s/%s", dir, name);
     int ret = 0;
@@ -196,8 +194,7 @@ secrets_chown_for_image(flwd_run *run, flwd_error **err)
                      "image '%s' runs as user '%s'; with %s, secrets need "
                      "a numeric USER (uid or uid:gid) in the image, or use "
                      "Podman",
-                     run->job->image, run->image_user,
-                     run->plan.runtime->name);
+                     run->job->image, run->image_user, run->plan.runtime->name);
   if (uid == 0)
     return 0;
   cleanup_free char *dir = xasprintf("%s/secrets", run->host_dir);
@@ -206,8 +203,8 @@ secrets_chown_for_image(flwd_run *run, flwd_error **err)
                            "cannot give the secrets of run %s to uid %u",
                            run->id, (unsigned)uid);
   for (size_t i = 0; i < run->job->secrets.len; i++) {
-    cleanup_free char *path = xasprintf("%s/%s", dir,
-                                        run->job->secrets.items[i]);
+    cleanup_free char *path
+        = xasprintf("%s/%s", dir, run->job->secrets.items[i]);
     if (path == NULL || chown(path, uid, gid) < 0)
       return set_error_errno(err, FLWD_E_INTERNAL, errno,
                              "cannot give the secrets of run %s to uid %u",
@@ -239,6 +236,6 @@ run_remove_tree(flwd_run *run, const char *dir)
     child_run_sync(run->ctx, &argv, 4096, NULL, NULL, &status, NULL);
   }
   if (access(dir, F_OK) == 0)
-    ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: cannot remove '%s'",
-            run->id, dir);
+    ctx_log(run->ctx, FLWD_LOG_ERROR, "run %s: cannot remove '%s'", run->id,
+            dir);
 }

@@ -17,10 +17,8 @@
 #define MAX_NESTING 32
 #define ID_MAX_LEN 63
 
-
-int
-node_error(struct yaml_reader *r, const yaml_node_t *node, const char *field,
-           const char *fmt, ...) FLWD_PRINTF(4, 5);
+int node_error(struct yaml_reader *r, const yaml_node_t *node,
+               const char *field, const char *fmt, ...) FLWD_PRINTF(4, 5);
 
 int
 node_error(struct yaml_reader *r, const yaml_node_t *node, const char *field,
@@ -36,9 +34,8 @@ node_error(struct yaml_reader *r, const yaml_node_t *node, const char *field,
   /* libyaml counts lines and columns from 0; editors count from 1. */
   unsigned long line = node ? node->start_mark.line + 1 : 1;
   unsigned long column = node ? node->start_mark.column + 1 : 1;
-  int ret = set_error(r->err, r->code, "%s:%lu:%lu: %s: %s",
-                      r->file, line, column, field,
-                      problem ? problem : "invalid");
+  int ret = set_error(r->err, r->code, "%s:%lu:%lu: %s: %s", r->file, line,
+                      column, field, problem ? problem : "invalid");
   free(problem);
   return ret;
 }
@@ -90,14 +87,13 @@ read_bool(struct yaml_reader *r, const yaml_node_t *node, const char *field,
   else if (scalar_is_plain(node) && strcmp(text, "false") == 0)
     *out = false;
   else
-    return node_error(r, node, field, "expected true or false, got '%s'",
-                      text);
+    return node_error(r, node, field, "expected true or false, got '%s'", text);
   return 0;
 }
 
 static int
-read_duration(struct yaml_reader *r, const yaml_node_t *node,
-              const char *field, long long *out)
+read_duration(struct yaml_reader *r, const yaml_node_t *node, const char *field,
+              long long *out)
 {
   int ret = want_scalar(r, node, field);
   if (ret < 0)
@@ -117,8 +113,8 @@ id_is_valid(const char *id)
   if (len < 1 || len > ID_MAX_LEN)
     return false;
   for (const char *p = id; *p; p++) {
-    if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p)
-          || *p == '.' || *p == '_' || *p == '-'))
+    if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '.'
+          || *p == '_' || *p == '-'))
       return false;
   }
   return true;
@@ -160,10 +156,9 @@ walk_mapping(struct yaml_reader *r, const yaml_node_t *map, const char *prefix,
       return node_error(r, key, *prefix ? prefix : "spec",
                         "field names must be plain strings");
 
-    cleanup_free char *field = *prefix
-                                   ? xasprintf("%s.%s", prefix,
-                                               scalar_text(key))
-                                   : strdup(scalar_text(key));
+    cleanup_free char *field
+        = *prefix ? xasprintf("%s.%s", prefix, scalar_text(key))
+                  : strdup(scalar_text(key));
     size_t i = 0;
     while (i < n_fields && strcmp(fields[i].key, scalar_text(key)) != 0)
       i++;
@@ -180,9 +175,9 @@ walk_mapping(struct yaml_reader *r, const yaml_node_t *map, const char *prefix,
 
   for (size_t i = 0; i < n_fields; i++) {
     if (fields[i].required && !seen[i]) {
-      cleanup_free char *field = *prefix ? xasprintf("%s.%s", prefix,
-                                                     fields[i].key)
-                                         : strdup(fields[i].key);
+      cleanup_free char *field = *prefix
+                                     ? xasprintf("%s.%s", prefix, fields[i].key)
+                                     : strdup(fields[i].key);
       return node_error(r, map, field, "missing required field");
     }
   }
@@ -264,8 +259,7 @@ read_interpreter(struct yaml_reader *r, const yaml_node_t *v, const char *f,
     return ret;
   const char *text = scalar_text(v);
   if (strncmp(text, "container:", 10) != 0)
-    return node_error(r, v, f,
-                      "expected 'container:IMAGE', got '%s'", text);
+    return node_error(r, v, f, "expected 'container:IMAGE', got '%s'", text);
   if (!image_ref_is_valid(text + 10))
     return node_error(r, v, f, "invalid image reference '%s'", text + 10);
   free(job->image);
@@ -295,8 +289,9 @@ read_command(struct yaml_reader *r, const yaml_node_t *v, const char *f,
       return node_error(r, element, field, "out of memory");
   }
   if (job->command.len == 0)
-    return node_error(r, v, f, "must not be empty; leave it out to use the "
-                               "image's own command");
+    return node_error(r, v, f,
+                      "must not be empty; leave it out to use the "
+                      "image's own command");
   job->has_command = true;
   return 0;
 }
@@ -323,8 +318,7 @@ read_profile(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_pull(struct yaml_reader *r, const yaml_node_t *v, const char *f,
-          void *t)
+read_pull(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   flwd_job *job = t;
   int ret = want_scalar(r, v, f);
@@ -358,8 +352,7 @@ read_stop_timeout(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 /* ---- resources -------------------------------------------------------- */
 
 static int
-read_memory(struct yaml_reader *r, const yaml_node_t *v, const char *f,
-            void *t)
+read_memory(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   flwd_job *job = t;
   int ret = want_scalar(r, v, f);
@@ -375,8 +368,7 @@ read_memory(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_cpus(struct yaml_reader *r, const yaml_node_t *v, const char *f,
-          void *t)
+read_cpus(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   flwd_job *job = t;
   int ret = want_scalar(r, v, f);
@@ -395,8 +387,7 @@ read_cpus(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_pids(struct yaml_reader *r, const yaml_node_t *v, const char *f,
-          void *t)
+read_pids(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 {
   flwd_job *job = t;
   int ret = want_scalar(r, v, f);
@@ -406,8 +397,9 @@ read_pids(struct yaml_reader *r, const yaml_node_t *v, const char *f,
   errno = 0;
   long long pids = strtoll(scalar_text(v), &end, 10);
   if (errno || end == scalar_text(v) || *end || pids < 1 || pids > 1 << 22)
-    return node_error(r, v, f, "invalid pids limit '%s': use a whole number "
-                               "of at least 1",
+    return node_error(r, v, f,
+                      "invalid pids limit '%s': use a whole number "
+                      "of at least 1",
                       scalar_text(v));
   job->pids = pids;
   return 0;
@@ -418,9 +410,9 @@ read_resources(struct yaml_reader *r, const yaml_node_t *v, const char *f,
                void *t)
 {
   static const struct field fields[] = {
-    {"memory", read_memory, false},
-    {"cpus", read_cpus, false},
-    {"pids", read_pids, false},
+      {"memory", read_memory, false},
+      {"cpus", read_cpus, false},
+      {"pids", read_pids, false},
   };
   return walk_mapping(r, v, f, fields, ARRAY_SIZE(fields), t);
 }
@@ -461,8 +453,7 @@ read_name_list(struct yaml_reader *r, const yaml_node_t *v, const char *f,
       yaml_node_pair_t *pair = element->data.mapping.pairs.start;
       yaml_node_t *k = yaml_document_get_node(r->doc, pair->key);
       if (k->type != YAML_SCALAR_NODE || strcmp(scalar_text(k), key) != 0)
-        return node_error(r, k, field, "expected the single field '%s'",
-                          key);
+        return node_error(r, k, field, "expected the single field '%s'", key);
       element = yaml_document_get_node(r->doc, pair->value);
     }
     int ret = want_scalar(r, element, field);
@@ -470,8 +461,7 @@ read_name_list(struct yaml_reader *r, const yaml_node_t *v, const char *f,
       return ret;
     const char *name = scalar_text(element);
     if (!check(name))
-      return node_error(r, element, field, "invalid name '%s': %s", name,
-                        what);
+      return node_error(r, element, field, "invalid name '%s': %s", name, what);
     for (size_t j = 0; j < out->len; j++) {
       if (strcmp(out->items[j], name) == 0)
         return node_error(r, element, field, "'%s' is listed twice", name);
@@ -535,8 +525,8 @@ read_req_network(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_req_secrets_env(struct yaml_reader *r, const yaml_node_t *v,
-                     const char *f, void *t)
+read_req_secrets_env(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                     void *t)
 {
   flwd_job *job = t;
   return read_name_list(r, v, f, NULL, secret_name_is_valid,
@@ -548,10 +538,10 @@ read_requests(struct yaml_reader *r, const yaml_node_t *v, const char *f,
               void *t)
 {
   static const struct field fields[] = {
-    {"writable_rootfs", read_req_writable, false},
-    {"capabilities", read_req_caps, false},
-    {"network", read_req_network, false},
-    {"secrets_as_env", read_req_secrets_env, false},
+      {"writable_rootfs", read_req_writable, false},
+      {"capabilities", read_req_caps, false},
+      {"network", read_req_network, false},
+      {"secrets_as_env", read_req_secrets_env, false},
   };
   r->requests_node = v;
   return walk_mapping(r, v, f, fields, ARRAY_SIZE(fields), t);
@@ -572,8 +562,8 @@ check_requests(struct yaml_reader *r, const flwd_job *job)
   for (size_t i = 0; i < job->req_secrets_env.len; i++) {
     bool declared = false;
     for (size_t j = 0; j < job->secrets.len; j++)
-      declared |= strcmp(job->secrets.items[j], job->req_secrets_env.items[i])
-                  == 0;
+      declared
+          |= strcmp(job->secrets.items[j], job->req_secrets_env.items[i]) == 0;
     if (!declared)
       return node_error(r, r->requests_node, "requests.secrets_as_env",
                         "'%s' is not listed under secrets",
@@ -608,8 +598,8 @@ read_arg_name(struct yaml_reader *r, const yaml_node_t *v, const char *f,
 }
 
 static int
-read_arg_description(struct yaml_reader *r, const yaml_node_t *v,
-                     const char *f, void *t)
+read_arg_description(struct yaml_reader *r, const yaml_node_t *v, const char *f,
+                     void *t)
 {
   struct arg_target *target = t;
   return read_string(r, v, f, &target->arg->description);
@@ -681,8 +671,7 @@ read_enum_values(struct yaml_reader *r, const yaml_node_t *v, const char *f,
     json_object_array_add(arg->values,
                           json_object_new_string(scalar_text(element)));
   }
-  arg->values_text = json_to_string_owned(arg->values,
-                                          JSON_PLAIN);
+  arg->values_text = json_to_string_owned(arg->values, JSON_PLAIN);
   return 0;
 }
 
@@ -734,12 +723,12 @@ read_one_arg(struct yaml_reader *r, const yaml_node_t *v, const char *f,
              struct arg_spec *arg)
 {
   static const struct field fields[] = {
-    {"name", read_arg_name, true},
-    {"type", read_arg_type, true},
-    {"description", read_arg_description, false},
-    {"required", read_arg_required, false},
-    {"default", read_arg_default, false},
-    {"values", read_arg_values, false},
+      {"name", read_arg_name, true},
+      {"type", read_arg_type, true},
+      {"description", read_arg_description, false},
+      {"required", read_arg_required, false},
+      {"default", read_arg_default, false},
+      {"values", read_arg_values, false},
   };
   struct arg_target target = {.arg = arg};
   int ret = walk_mapping(r, v, f, fields, ARRAY_SIZE(fields), &target);
@@ -777,15 +766,15 @@ read_args(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
   if (v->type != YAML_SEQUENCE_NODE)
     return node_error(r, v, f, "expected a list of arguments");
 
-  size_t n = (size_t)(v->data.sequence.items.top
-                      - v->data.sequence.items.start);
+  size_t n
+      = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
   job->args = calloc(n ? n : 1, sizeof(*job->args));
   if (job->args == NULL)
     return node_error(r, v, f, "out of memory");
 
   for (size_t i = 0; i < n; i++) {
-    yaml_node_t *element = yaml_document_get_node(
-        r->doc, v->data.sequence.items.start[i]);
+    yaml_node_t *element
+        = yaml_document_get_node(r->doc, v->data.sequence.items.start[i]);
     cleanup_free char *field = xasprintf("%s[%zu]", f, i);
     job->n_args = i + 1;
     int ret = read_one_arg(r, element, field, &job->args[i]);
@@ -809,19 +798,19 @@ read_args(struct yaml_reader *r, const yaml_node_t *v, const char *f, void *t)
 /* ---- Entry points ----------------------------------------------------- */
 
 static const struct field top_fields[] = {
-  {"id", read_id, true},
-  {"description", read_description, false},
-  {"executor", read_executor, true},
-  {"interpreter", read_interpreter, true},
-  {"command", read_command, false},
-  {"args", read_args, false},
-  {"secrets", read_secrets, false},
-  {"profile", read_profile, false},
-  {"requests", read_requests, false},
-  {"resources", read_resources, false},
-  {"timeout", read_timeout, false},
-  {"stop_timeout", read_stop_timeout, false},
-  {"pull", read_pull, false},
+    {"id", read_id, true},
+    {"description", read_description, false},
+    {"executor", read_executor, true},
+    {"interpreter", read_interpreter, true},
+    {"command", read_command, false},
+    {"args", read_args, false},
+    {"secrets", read_secrets, false},
+    {"profile", read_profile, false},
+    {"requests", read_requests, false},
+    {"resources", read_resources, false},
+    {"timeout", read_timeout, false},
+    {"stop_timeout", read_stop_timeout, false},
+    {"pull", read_pull, false},
 };
 
 /* Walks the events of DATA and fails at the first collection nested more
@@ -830,8 +819,8 @@ static const struct field top_fields[] = {
  * keep flwd busy for minutes; no spec or policy needs such depth. A
  * syntax error is left to the loader, which reports it with its context. */
 static int
-check_nesting(const char *name, const char *what, const char *data,
-              size_t len, flwd_code code, flwd_error **err)
+check_nesting(const char *name, const char *what, const char *data, size_t len,
+              flwd_code code, flwd_error **err)
 {
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser))
@@ -850,10 +839,9 @@ check_nesting(const char *name, const char *what, const char *data,
     if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
       depth--;
     if (depth > MAX_NESTING)
-      ret = set_error(err, code,
-                      "%s:%zu:%zu: %s: nested deeper than %d levels", name,
-                      event.start_mark.line + 1, event.start_mark.column + 1,
-                      what, MAX_NESTING);
+      ret = set_error(err, code, "%s:%zu:%zu: %s: nested deeper than %d levels",
+                      name, event.start_mark.line + 1,
+                      event.start_mark.column + 1, what, MAX_NESTING);
     yaml_event_delete(&event);
     if (ret < 0 || type == YAML_STREAM_END_EVENT)
       break;
@@ -863,9 +851,8 @@ check_nesting(const char *name, const char *what, const char *data,
 }
 
 int
-parse_document(const char *name, const char *what, const char *data,
-               size_t len, yaml_document_t *doc, flwd_code code,
-               flwd_error **err)
+parse_document(const char *name, const char *what, const char *data, size_t len,
+               yaml_document_t *doc, flwd_code code, flwd_error **err)
 {
   int nesting = check_nesting(name, what, data, len, code, err);
   if (nesting < 0)
@@ -879,12 +866,11 @@ parse_document(const char *name, const char *what, const char *data,
 
   int ret = 0;
   if (!yaml_parser_load(&parser, doc)) {
-    ret = set_error(err, code, "%s:%zu:%zu: %s: %s%s%s", name,
-                    parser.problem_mark.line + 1,
-                    parser.problem_mark.column + 1, what,
-                    parser.problem ? parser.problem : "invalid YAML",
-                    parser.context ? " " : "",
-                    parser.context ? parser.context : "");
+    ret = set_error(
+        err, code, "%s:%zu:%zu: %s: %s%s%s", name, parser.problem_mark.line + 1,
+        parser.problem_mark.column + 1, what,
+        parser.problem ? parser.problem : "invalid YAML",
+        parser.context ? " " : "", parser.context ? parser.context : "");
   } else if (yaml_document_get_root_node(doc) == NULL) {
     yaml_document_delete(doc);
     ret = set_error(err, code, "%s:1:1: %s: the file is empty", name, what);
@@ -907,8 +893,7 @@ flwd_job_load_buffer(flwd_ctx *ctx, const char *name, const char *data,
                            FLWD_E_SPEC_INVALID, err);
   if (ret < 0)
     return ret;
-  __attribute__((cleanup(cleanup_documentp))) yaml_document_t *doc
-      = &document;
+  __attribute__((cleanup(cleanup_documentp))) yaml_document_t *doc = &document;
 
   flwd_job *job = calloc(1, sizeof(*job));
   if (job == NULL)
@@ -921,10 +906,10 @@ flwd_job_load_buffer(flwd_ctx *ctx, const char *name, const char *data,
   strv_init(&job->req_caps);
   strv_init(&job->req_secrets_env);
 
-  struct yaml_reader reader = {
-    .file = name, .doc = doc, .err = err, .code = FLWD_E_SPEC_INVALID};
-  ret = walk_mapping(&reader, yaml_document_get_root_node(doc), "",
-                     top_fields, ARRAY_SIZE(top_fields), job);
+  struct yaml_reader reader
+      = {.file = name, .doc = doc, .err = err, .code = FLWD_E_SPEC_INVALID};
+  ret = walk_mapping(&reader, yaml_document_get_root_node(doc), "", top_fields,
+                     ARRAY_SIZE(top_fields), job);
   if (ret == 0)
     ret = check_requests(&reader, job);
   if (ret < 0) {
@@ -937,8 +922,8 @@ flwd_job_load_buffer(flwd_ctx *ctx, const char *name, const char *data,
 }
 
 int
-read_small_file(const char *path, const char *what, size_t max,
-                struct buf *out, flwd_code code, flwd_error **err)
+read_small_file(const char *path, const char *what, size_t max, struct buf *out,
+                flwd_code code, flwd_error **err)
 {
   FILE *f = fopen(path, "re");
   if (f == NULL)
@@ -954,8 +939,9 @@ read_small_file(const char *path, const char *what, size_t max,
   int read_failed = ferror(f);
   fclose(f);
   if (too_large)
-    return set_error(err, code, "%s:1:1: %s: the file is larger than %zu "
-                                "bytes",
+    return set_error(err, code,
+                     "%s:1:1: %s: the file is larger than %zu "
+                     "bytes",
                      path, what, max);
   if (read_failed)
     return set_error(err, code, "cannot read '%s'", path);
@@ -963,8 +949,7 @@ read_small_file(const char *path, const char *what, size_t max,
 }
 
 int
-flwd_job_load(flwd_ctx *ctx, const char *path, flwd_job **out,
-              flwd_error **err)
+flwd_job_load(flwd_ctx *ctx, const char *path, flwd_job **out, flwd_error **err)
 {
   struct buf data = {0};
   flwd_code code = access(path, F_OK) < 0 && errno == ENOENT
@@ -972,8 +957,8 @@ flwd_job_load(flwd_ctx *ctx, const char *path, flwd_job **out,
                        : FLWD_E_SPEC_INVALID;
   int ret = read_small_file(path, "spec", SPEC_MAX_BYTES, &data, code, err);
   if (ret == 0)
-    ret = flwd_job_load_buffer(ctx, path, data.data ? data.data : "",
-                               data.len, out, err);
+    ret = flwd_job_load_buffer(ctx, path, data.data ? data.data : "", data.len,
+                               out, err);
   buf_clear(&data);
   return ret;
 }
@@ -1160,10 +1145,9 @@ flwd_job_to_json(const flwd_job *job)
 {
   cleanup_json json_object *obj = json_object_new_object();
   json_object_object_add(obj, "id", json_object_new_string(job->id));
-  json_object_object_add(obj, "description",
-                         job->description
-                             ? json_object_new_string(job->description)
-                             : NULL);
+  json_object_object_add(
+      obj, "description",
+      job->description ? json_object_new_string(job->description) : NULL);
   json_object_object_add(obj, "image", json_object_new_string(job->image));
   json_object_object_add(obj, "profile",
                          json_object_new_string(profile_name(job->profile)));

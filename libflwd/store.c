@@ -34,21 +34,21 @@ struct store {
   sqlite3_stmt *add_event;
 };
 
-static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS runs ("
-    "  id TEXT PRIMARY KEY,"
-    "  job TEXT NOT NULL,"
-    "  state TEXT NOT NULL,"
-    "  created_at TEXT NOT NULL,"
-    "  doc TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS runs_by_time ON runs(created_at);"
-    "CREATE INDEX IF NOT EXISTS runs_by_job ON runs(job, created_at);"
-    "CREATE TABLE IF NOT EXISTS events ("
-    "  run_id TEXT NOT NULL,"
-    "  seq INTEGER NOT NULL,"
-    "  type TEXT NOT NULL,"
-    "  doc TEXT NOT NULL,"
-    "  PRIMARY KEY (run_id, seq));";
+static const char schema_sql[]
+    = "CREATE TABLE IF NOT EXISTS runs ("
+      "  id TEXT PRIMARY KEY,"
+      "  job TEXT NOT NULL,"
+      "  state TEXT NOT NULL,"
+      "  created_at TEXT NOT NULL,"
+      "  doc TEXT NOT NULL);"
+      "CREATE INDEX IF NOT EXISTS runs_by_time ON runs(created_at);"
+      "CREATE INDEX IF NOT EXISTS runs_by_job ON runs(job, created_at);"
+      "CREATE TABLE IF NOT EXISTS events ("
+      "  run_id TEXT NOT NULL,"
+      "  seq INTEGER NOT NULL,"
+      "  type TEXT NOT NULL,"
+      "  doc TEXT NOT NULL,"
+      "  PRIMARY KEY (run_id, seq));";
 
 static int
 db_error(struct store *store, flwd_error **err, const char *what)
@@ -76,8 +76,7 @@ read_user_version(struct store *store, int *version, flwd_error **err)
   if (sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &stmt, NULL)
       != SQLITE_OK)
     return db_error(store, err, "cannot read the schema version");
-  *version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0)
-                                              : 0;
+  *version = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
   sqlite3_finalize(stmt);
   return 0;
 }
@@ -127,8 +126,7 @@ store_open_at(const char *state_dir, struct store **out, flwd_error **err)
 {
   if (mkdir_p(state_dir, 0700) < 0)
     return set_error_errno(err, FLWD_E_STORE_FAILED, errno,
-                           "cannot create the state directory '%s'",
-                           state_dir);
+                           "cannot create the state directory '%s'", state_dir);
 
   struct store *store = calloc(1, sizeof(*store));
   if (store == NULL)
@@ -143,10 +141,8 @@ store_open_at(const char *state_dir, struct store **out, flwd_error **err)
    * or not, when another process opens it at the same moment; a file lock
    * in the state directory lets one process at a time set the store up. */
   cleanup_free char *lock_path = xasprintf("%s/flwd.db.lock", state_dir);
-  cleanup_close int lock_fd = lock_path ? open(lock_path, O_RDWR | O_CREAT
-                                                              | O_CLOEXEC,
-                                               0600)
-                                        : -1;
+  cleanup_close int lock_fd
+      = lock_path ? open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
   if (lock_fd >= 0)
     while (flock(lock_fd, LOCK_EX) < 0 && errno == EINTR)
       ;
@@ -162,8 +158,9 @@ store_open_at(const char *state_dir, struct store **out, flwd_error **err)
     sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
     /* WAL keeps readers and the writer apart; NORMAL sync can lose the
      * last transactions on power loss but never corrupts the store. */
-    ret = exec_sql(store, "PRAGMA journal_mode = WAL;"
-                          "PRAGMA synchronous = NORMAL;",
+    ret = exec_sql(store,
+                   "PRAGMA journal_mode = WAL;"
+                   "PRAGMA synchronous = NORMAL;",
                    err);
   }
   if (ret == 0)
@@ -302,8 +299,7 @@ run_exists(struct store *store, const char *id, flwd_error **err)
 }
 
 int
-flwd_store_run_json(flwd_ctx *ctx, const char *id, char **out,
-                    flwd_error **err)
+flwd_store_run_json(flwd_ctx *ctx, const char *id, char **out, flwd_error **err)
 {
   struct store *store;
   int ret = open_for_query(ctx, &store, err);
@@ -330,8 +326,7 @@ flwd_store_run_json(flwd_ctx *ctx, const char *id, char **out,
 
 int
 flwd_store_runs_json(flwd_ctx *ctx, const char *job, const char *state,
-                     size_t limit, size_t offset, char **out,
-                     flwd_error **err)
+                     size_t limit, size_t offset, char **out, flwd_error **err)
 {
   if (limit < 1 || limit > 1000)
     return set_error(err, FLWD_E_REQUEST_INVALID,
@@ -386,8 +381,8 @@ flwd_store_events_json(flwd_ctx *ctx, const char *id, long long after_seq,
 }
 
 int
-flwd_store_find_by_metadata(flwd_ctx *ctx, const char *key,
-                            const char *value, char **out, flwd_error **err)
+flwd_store_find_by_metadata(flwd_ctx *ctx, const char *key, const char *value,
+                            char **out, flwd_error **err)
 {
   struct store *store;
   int ret = open_for_query(ctx, &store, err);
@@ -440,8 +435,8 @@ flwd_store_count_json(flwd_ctx *ctx, char **out, flwd_error **err)
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     const char *state = (const char *)sqlite3_column_text(stmt, 0);
     if (state)
-      json_object_object_add(counts, state, json_object_new_int64(
-                                                sqlite3_column_int64(stmt, 1)));
+      json_object_object_add(
+          counts, state, json_object_new_int64(sqlite3_column_int64(stmt, 1)));
   }
   sqlite3_finalize(stmt);
   if (rc != SQLITE_DONE)
@@ -454,8 +449,7 @@ flwd_store_count_json(flwd_ctx *ctx, char **out, flwd_error **err)
  * oldest first. */
 int
 store_foreach_unfinished(struct store *store,
-                         int (*fn)(const char *id, const char *doc,
-                                   void *user),
+                         int (*fn)(const char *id, const char *doc, void *user),
                          void *user, flwd_error **err)
 {
   sqlite3_stmt *stmt = NULL;
@@ -520,8 +514,9 @@ store_log_open(flwd_ctx *ctx, const char *run_id, bool truncate,
   if (mkdir_p(dir, 0700) < 0)
     return set_error_errno(err, FLWD_E_STORE_FAILED, errno,
                            "cannot create the log directory '%s'", dir);
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC
-                         | (truncate ? O_TRUNC : 0),
+  int fd = open(path,
+                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC
+                    | (truncate ? O_TRUNC : 0),
                 0600);
   if (fd < 0)
     return set_error_errno(err, FLWD_E_STORE_FAILED, errno,
@@ -535,9 +530,9 @@ log_record(long long n, char tag, const char *line, size_t len)
   json_object *record = json_object_new_object();
   json_object_object_add(record, "n", json_object_new_int64(n));
   bool is_stdout = tag == 'O' || tag == 'o';
-  json_object_object_add(record, "stream",
-                         json_object_new_string(is_stdout ? "stdout"
-                                                          : "stderr"));
+  json_object_object_add(
+      record, "stream",
+      json_object_new_string(is_stdout ? "stdout" : "stderr"));
   json_object_object_add(record, "line",
                          json_object_new_string_len(line, (int)len));
   if (tag == 'o' || tag == 'e')

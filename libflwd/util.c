@@ -160,8 +160,8 @@ rm_rf_at(int parent_fd, const char *name)
   if (!S_ISDIR(st.st_mode))
     return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
 
-  int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
-                                   | O_CLOEXEC);
+  int fd = openat(parent_fd, name,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return -1;
   DIR *dir = fdopendir(fd);
@@ -319,7 +319,10 @@ int
 parse_duration_ms(const char *s, long long *out)
 {
   static const struct unit units[] = {
-    {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+      {"ms", 1},
+      {"s", 1000},
+      {"m", 60000},
+      {"h", 3600000},
   };
   return parse_with_units(s, units, ARRAY_SIZE(units), out);
 }
@@ -328,13 +331,13 @@ int
 parse_size_bytes(const char *s, long long *out)
 {
   static const struct unit units[] = {
-    {"", 1},
-    {"k", 1e3},
-    {"M", 1e6},
-    {"G", 1e9},
-    {"Ki", 1024.0},
-    {"Mi", 1024.0 * 1024},
-    {"Gi", 1024.0 * 1024 * 1024},
+      {"", 1},
+      {"k", 1e3},
+      {"M", 1e6},
+      {"G", 1e9},
+      {"Ki", 1024.0},
+      {"Mi", 1024.0 * 1024},
+      {"Gi", 1024.0 * 1024 * 1024},
   };
   return parse_with_units(s, units, ARRAY_SIZE(units), out);
 }

@@ -68,8 +68,8 @@ FLWD_HIDDEN int read_name_list(struct yaml_reader *r, const yaml_node_t *v,
 
 /* Reads the whole file at PATH into OUT; a file over MAX bytes fails with
  * CODE and "PATH:1:1: WHAT: the file is larger than MAX bytes". */
-FLWD_HIDDEN int read_small_file(const char *path, const char *what,
-                                size_t max, struct buf *out, flwd_code code,
+FLWD_HIDDEN int read_small_file(const char *path, const char *what, size_t max,
+                                struct buf *out, flwd_code code,
                                 flwd_error **err);
 
 #endif /* FLWD_YAML_READER_H */

@@ -99,8 +99,8 @@ main(int argc, char **argv)
          flwd_run_state_name(state), flwd_run_exit_status(run));
   const flwd_error *run_err = flwd_run_error(run);
   if (run_err)
-    printf("run %s: error %s: %s\n", flwd_run_id(run),
-           flwd_error_name(run_err), flwd_error_message(run_err));
+    printf("run %s: error %s: %s\n", flwd_run_id(run), flwd_error_name(run_err),
+           flwd_error_message(run_err));
   status = state == FLWD_RUN_SUCCEEDED ? 0 : 1;
 
 out:

@@ -166,8 +166,8 @@ FLWD_API int flwd_job_load(flwd_ctx *ctx, const char *path, flwd_job **out,
 
 /* Loads the spec from a buffer; NAME stands for the file in messages. */
 FLWD_API int flwd_job_load_buffer(flwd_ctx *ctx, const char *name,
-                                  const char *data, size_t len,
-                                  flwd_job **out, flwd_error **err);
+                                  const char *data, size_t len, flwd_job **out,
+                                  flwd_error **err);
 
 /* Finds the job ID in the jobs path: the first DIR/ID.yaml or DIR/ID.yml.
  * Fails with FLWD_E_JOB_NOT_FOUND, naming the directories searched. */
@@ -284,8 +284,7 @@ FLWD_API void flwd_run_set_output_cb(flwd_run *run, flwd_output_cb cb,
                                      void *user);
 FLWD_API void flwd_run_set_event_cb(flwd_run *run, flwd_event_cb cb,
                                     void *user);
-FLWD_API void flwd_run_set_done_cb(flwd_run *run, flwd_done_cb cb,
-                                   void *user);
+FLWD_API void flwd_run_set_done_cb(flwd_run *run, flwd_done_cb cb, void *user);
 
 /* Starts the run on the context's event loop and returns at once; the run
  * proceeds while the caller dispatches the loop. A failure after this call
@@ -372,8 +371,7 @@ FLWD_API int flwd_store_run_json(flwd_ctx *ctx, const char *id, char **out,
  * LIMIT (1 to 1000) and OFFSET page. */
 FLWD_API int flwd_store_runs_json(flwd_ctx *ctx, const char *job,
                                   const char *state, size_t limit,
-                                  size_t offset, char **out,
-                                  flwd_error **err);
+                                  size_t offset, char **out, flwd_error **err);
 
 /* The run's events with a sequence number above AFTER_SEQ, in order, as a
  * JSON array of {"seq","time","type","data"}. */
@@ -389,8 +387,7 @@ FLWD_API int flwd_store_find_by_metadata(flwd_ctx *ctx, const char *key,
 
 /* The number of stored runs in each state, as a JSON object
  * {"queued":N,...,"error":N} with every state present. */
-FLWD_API int flwd_store_count_json(flwd_ctx *ctx, char **out,
-                                   flwd_error **err);
+FLWD_API int flwd_store_count_json(flwd_ctx *ctx, char **out, flwd_error **err);
 
 /* The run's log lines after line AFTER_LINE (0 for all), as a JSON array
  * of {"n","stream","line"} where stream is "stdout" or "stderr"; a last

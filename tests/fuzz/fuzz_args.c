@@ -8,15 +8,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char spec[] =
-    "id: f\nexecutor: container\ninterpreter: \"container:img\"\n"
-    "args:\n"
-    "  - {name: s, type: string}\n"
-    "  - {name: i, type: integer, default: 1}\n"
-    "  - {name: n, type: number}\n"
-    "  - {name: b, type: boolean}\n"
-    "  - {name: e, type: enum, values: [x, y]}\n"
-    "  - {name: l, type: list}\n";
+static const char spec[]
+    = "id: f\nexecutor: container\ninterpreter: \"container:img\"\n"
+      "args:\n"
+      "  - {name: s, type: string}\n"
+      "  - {name: i, type: integer, default: 1}\n"
+      "  - {name: n, type: number}\n"
+      "  - {name: b, type: boolean}\n"
+      "  - {name: e, type: enum, values: [x, y]}\n"
+      "  - {name: l, type: list}\n";
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -36,38 +36,39 @@
 
 #include <flwd/flwd.h>
 
-static const char usage_text[] =
-    "Usage: runs-driver [OPTIONS]\n"
-    "\n"
-    "  --plan FILE             read options from a JSON object; - for stdin\n"
-    "  --state-dir DIR         FLWD_OPT_STATE_DIR\n"
-    "  --jobs DIRS             FLWD_OPT_JOBS_PATH\n"
-    "  --runtime NAME          FLWD_OPT_RUNTIME\n"
-    "  --init PATH             FLWD_OPT_INIT_PATH\n"
-    "  --pull POLICY           FLWD_OPT_PULL_POLICY\n"
-    "  --max-runs N            FLWD_OPT_MAX_RUNS\n"
-    "  --run-mode MODE         FLWD_OPT_RUN_MODE: attached or detached\n"
-    "  --log-max-bytes N       FLWD_OPT_LOG_MAX_BYTES\n"
-    "  --job ID                the job to run, found in the jobs path\n"
-    "  --args JSON             the arguments: an object for every run, or an\n"
-    "                          array of objects used in turn (run I takes\n"
-    "                          element I modulo its length); default {}\n"
-    "  --count N               number of runs (default 1)\n"
-    "  --cancel-after-ms MS    cancel each run MS milliseconds after its\n"
-    "                          start, or after --cancel-when fired\n"
-    "  --cancel-when WHAT      cancel a run when it emits the event type\n"
-    "                          WHAT or is seen in the state WHAT\n"
-    "  --cancel-on-output TEXT cancel a run when its stdout contains TEXT\n"
-    "  --cancel-before-start   cancel each run before flwd_run_start\n"
-    "  --cancel-after-start    cancel each run right after flwd_run_start\n"
-    "  --cancel-after-end      after all runs ended, cancel each one again\n"
-    "                          with flwd_run_cancel and flwd_ctx_cancel_run\n"
-    "  --cancel-id ID          only call flwd_ctx_cancel_run(ID) and print\n"
-    "                          {\"cancel_id\",\"code\",\"message\"}\n"
-    "  --deadline-ms MS        cancel every run still going after MS\n"
-    "                          milliseconds and exit 1 (default 600000)\n"
-    "  -v, --verbose           print flwd's info and debug log too\n"
-    "  -h, --help              print this help\n";
+static const char usage_text[]
+    = "Usage: runs-driver [OPTIONS]\n"
+      "\n"
+      "  --plan FILE             read options from a JSON object; - for stdin\n"
+      "  --state-dir DIR         FLWD_OPT_STATE_DIR\n"
+      "  --jobs DIRS             FLWD_OPT_JOBS_PATH\n"
+      "  --runtime NAME          FLWD_OPT_RUNTIME\n"
+      "  --init PATH             FLWD_OPT_INIT_PATH\n"
+      "  --pull POLICY           FLWD_OPT_PULL_POLICY\n"
+      "  --max-runs N            FLWD_OPT_MAX_RUNS\n"
+      "  --run-mode MODE         FLWD_OPT_RUN_MODE: attached or detached\n"
+      "  --log-max-bytes N       FLWD_OPT_LOG_MAX_BYTES\n"
+      "  --job ID                the job to run, found in the jobs path\n"
+      "  --args JSON             the arguments: an object for every run, or "
+      "an\n"
+      "                          array of objects used in turn (run I takes\n"
+      "                          element I modulo its length); default {}\n"
+      "  --count N               number of runs (default 1)\n"
+      "  --cancel-after-ms MS    cancel each run MS milliseconds after its\n"
+      "                          start, or after --cancel-when fired\n"
+      "  --cancel-when WHAT      cancel a run when it emits the event type\n"
+      "                          WHAT or is seen in the state WHAT\n"
+      "  --cancel-on-output TEXT cancel a run when its stdout contains TEXT\n"
+      "  --cancel-before-start   cancel each run before flwd_run_start\n"
+      "  --cancel-after-start    cancel each run right after flwd_run_start\n"
+      "  --cancel-after-end      after all runs ended, cancel each one again\n"
+      "                          with flwd_run_cancel and flwd_ctx_cancel_run\n"
+      "  --cancel-id ID          only call flwd_ctx_cancel_run(ID) and print\n"
+      "                          {\"cancel_id\",\"code\",\"message\"}\n"
+      "  --deadline-ms MS        cancel every run still going after MS\n"
+      "                          milliseconds and exit 1 (default 600000)\n"
+      "  -v, --verbose           print flwd's info and debug log too\n"
+      "  -h, --help              print this help\n";
 
 struct options {
   const char *state_dir;
@@ -100,7 +101,7 @@ struct slot {
   flwd_run *run;
   json_object *events; /* event types in order */
   json_object *cancel; /* outcome of the scheduled cancel, or NULL */
-  long long cancel_ms;  /* when the cancel was called, or -1 */
+  long long cancel_ms; /* when the cancel was called, or -1 */
   json_object *start_error;
   json_object *late_cancel;
   json_object *late_ctx_cancel;
@@ -165,8 +166,8 @@ outcome_json(int ret, const flwd_error *err)
 static void
 print_json_line(json_object *obj)
 {
-  puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN
-                                               | JSON_C_TO_STRING_NOSLASHESCAPE));
+  puts(json_object_to_json_string_ext(
+      obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   fflush(stdout);
 }
 
@@ -193,8 +194,9 @@ parse_long(const char *name, const char *value, long min, long *out)
   errno = 0;
   long n = strtol(value, &end, 10);
   if (errno || end == value || *end || n < min) {
-    fprintf(stderr, "runs-driver: invalid --%s '%s': use a whole number of "
-                    "at least %ld\n",
+    fprintf(stderr,
+            "runs-driver: invalid --%s '%s': use a whole number of "
+            "at least %ld\n",
             name, value, min);
     return -1;
   }
@@ -211,26 +213,26 @@ set_option(struct options *opt, const char *name, const char *value)
     const char *name;
     size_t offset;
   } strings[] = {
-    {"state-dir", offsetof(struct options, state_dir)},
-    {"jobs", offsetof(struct options, jobs)},
-    {"runtime", offsetof(struct options, runtime)},
-    {"init", offsetof(struct options, init)},
-    {"pull", offsetof(struct options, pull)},
-    {"max-runs", offsetof(struct options, max_runs)},
-    {"run-mode", offsetof(struct options, run_mode)},
-    {"log-max-bytes", offsetof(struct options, log_max_bytes)},
-    {"job", offsetof(struct options, job)},
-    {"cancel-when", offsetof(struct options, cancel_when)},
-    {"cancel-on-output", offsetof(struct options, cancel_on_output)},
-    {"cancel-id", offsetof(struct options, cancel_id)},
+      {"state-dir", offsetof(struct options, state_dir)},
+      {"jobs", offsetof(struct options, jobs)},
+      {"runtime", offsetof(struct options, runtime)},
+      {"init", offsetof(struct options, init)},
+      {"pull", offsetof(struct options, pull)},
+      {"max-runs", offsetof(struct options, max_runs)},
+      {"run-mode", offsetof(struct options, run_mode)},
+      {"log-max-bytes", offsetof(struct options, log_max_bytes)},
+      {"job", offsetof(struct options, job)},
+      {"cancel-when", offsetof(struct options, cancel_when)},
+      {"cancel-on-output", offsetof(struct options, cancel_on_output)},
+      {"cancel-id", offsetof(struct options, cancel_id)},
   };
   static const struct {
     const char *name;
     size_t offset;
   } flags[] = {
-    {"cancel-before-start", offsetof(struct options, cancel_before_start)},
-    {"cancel-after-start", offsetof(struct options, cancel_after_start)},
-    {"cancel-after-end", offsetof(struct options, cancel_after_end)},
+      {"cancel-before-start", offsetof(struct options, cancel_before_start)},
+      {"cancel-after-start", offsetof(struct options, cancel_after_start)},
+      {"cancel-after-end", offsetof(struct options, cancel_after_end)},
   };
 
   for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
@@ -263,8 +265,9 @@ set_option(struct options *opt, const char *name, const char *value)
         || !(json_object_is_type(args, json_type_object)
              || (json_object_is_type(args, json_type_array)
                  && json_object_array_length(args) > 0))) {
-      fprintf(stderr, "runs-driver: invalid --args '%s': use a JSON object "
-                      "or a non-empty array of objects\n",
+      fprintf(stderr,
+              "runs-driver: invalid --args '%s': use a JSON object "
+              "or a non-empty array of objects\n",
               value);
       json_object_put(args);
       return -1;
@@ -282,9 +285,8 @@ set_option(struct options *opt, const char *name, const char *value)
 static json_object *
 apply_plan(struct options *opt, const char *path)
 {
-  json_object *plan = strcmp(path, "-") == 0
-                          ? json_object_from_fd(0)
-                          : json_object_from_file(path);
+  json_object *plan = strcmp(path, "-") == 0 ? json_object_from_fd(0)
+                                             : json_object_from_file(path);
   if (plan == NULL || !json_object_is_type(plan, json_type_object)) {
     fprintf(stderr, "runs-driver: invalid plan '%s': %s\n", path,
             plan ? "not a JSON object" : json_util_get_last_err());
@@ -442,8 +444,9 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 {
   struct driver *driver = arg;
   driver->deadline_hit = true;
-  fprintf(stderr, "runs-driver: the deadline of %ld ms passed with %zu of "
-                  "%zu runs finished; cancelling the others\n",
+  fprintf(stderr,
+          "runs-driver: the deadline of %ld ms passed with %zu of "
+          "%zu runs finished; cancelling the others\n",
           driver->opt.deadline_ms, driver->finished, driver->count);
   for (size_t i = 0; i < driver->count; i++) {
     if (driver->slots[i].run && !driver->slots[i].done)
@@ -465,22 +468,21 @@ run_line(struct slot *slot)
 {
   flwd_run *run = slot->run;
   json_object *line = json_object_new_object();
-  json_object_object_add(line, "index", json_object_new_int64(
-                                            (int64_t)slot->index));
+  json_object_object_add(line, "index",
+                         json_object_new_int64((int64_t)slot->index));
   json_object_object_add(line, "id", json_object_new_string(flwd_run_id(run)));
-  json_object_object_add(line, "state", json_object_new_string(
-                                            flwd_run_state_name(
-                                                flwd_run_get_state(run))));
+  json_object_object_add(
+      line, "state",
+      json_object_new_string(flwd_run_state_name(flwd_run_get_state(run))));
   json_object_object_add(line, "exit_status",
                          json_object_new_int(flwd_run_exit_status(run)));
   const flwd_error *err = flwd_run_error(run);
   json_object_object_add(line, "error", err ? error_json(err) : NULL);
   json_object_object_add(line, "events", json_object_get(slot->events));
   json_object_object_add(line, "cancel", json_object_get(slot->cancel));
-  json_object_object_add(line, "cancel_ms",
-                         slot->cancel_ms >= 0
-                             ? json_object_new_int64(slot->cancel_ms)
-                             : NULL);
+  json_object_object_add(
+      line, "cancel_ms",
+      slot->cancel_ms >= 0 ? json_object_new_int64(slot->cancel_ms) : NULL);
   json_object_object_add(line, "start_error",
                          json_object_get(slot->start_error));
   json_object_object_add(line, "late_cancel",
@@ -591,9 +593,9 @@ print_report(struct driver *driver)
                          json_object_new_int64((int64_t)driver->finished));
   json_object_object_add(summary, "max_active",
                          json_object_new_int64((int64_t)driver->max_active));
-  json_object_object_add(summary, "max_active_events",
-                         json_object_new_int64(
-                             (int64_t)driver->max_active_events));
+  json_object_object_add(
+      summary, "max_active_events",
+      json_object_new_int64((int64_t)driver->max_active_events));
   json_object_object_add(summary, "elapsed_ms",
                          json_object_new_int64(now_ms() - driver->t0));
   json_object_object_add(summary, "deadline_hit",
@@ -612,21 +614,21 @@ configure_ctx(struct driver *driver)
     flwd_option option;
     const char *value;
   } settings[] = {
-    {FLWD_OPT_STATE_DIR, opt->state_dir},
-    {FLWD_OPT_JOBS_PATH, opt->jobs},
-    {FLWD_OPT_RUNTIME, opt->runtime},
-    {FLWD_OPT_INIT_PATH, opt->init},
-    {FLWD_OPT_PULL_POLICY, opt->pull},
-    {FLWD_OPT_MAX_RUNS, opt->max_runs},
-    {FLWD_OPT_RUN_MODE, opt->run_mode},
-    {FLWD_OPT_LOG_MAX_BYTES, opt->log_max_bytes},
+      {FLWD_OPT_STATE_DIR, opt->state_dir},
+      {FLWD_OPT_JOBS_PATH, opt->jobs},
+      {FLWD_OPT_RUNTIME, opt->runtime},
+      {FLWD_OPT_INIT_PATH, opt->init},
+      {FLWD_OPT_PULL_POLICY, opt->pull},
+      {FLWD_OPT_MAX_RUNS, opt->max_runs},
+      {FLWD_OPT_RUN_MODE, opt->run_mode},
+      {FLWD_OPT_LOG_MAX_BYTES, opt->log_max_bytes},
   };
   for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
     if (settings[i].value == NULL)
       continue;
     flwd_error *err = NULL;
-    if (flwd_ctx_set_option(driver->ctx, settings[i].option,
-                            settings[i].value, &err)
+    if (flwd_ctx_set_option(driver->ctx, settings[i].option, settings[i].value,
+                            &err)
         < 0) {
       int status = fatal("option", err);
       flwd_error_free(err);
@@ -654,8 +656,8 @@ cancel_by_id(struct driver *driver)
 static void
 run_loop(struct driver *driver)
 {
-  driver->sample_ev = event_new(driver->base, -1, EV_PERSIST, on_sample,
-                                driver);
+  driver->sample_ev
+      = event_new(driver->base, -1, EV_PERSIST, on_sample, driver);
   struct timeval sample_tv = {0, 10 * 1000};
   if (driver->sample_ev)
     evtimer_add(driver->sample_ev, &sample_tv);
@@ -704,8 +706,8 @@ drive(struct driver *driver)
     return status;
   }
   driver->count = (size_t)driver->opt.count;
-  driver->slots = calloc(driver->count ? driver->count : 1,
-                         sizeof(*driver->slots));
+  driver->slots
+      = calloc(driver->count ? driver->count : 1, sizeof(*driver->slots));
   if (driver->slots == NULL) {
     flwd_job_free(job);
     fputs("runs-driver: out of memory\n", stderr);
@@ -719,8 +721,7 @@ drive(struct driver *driver)
     if (driver->opt.cancel_after_end)
       cancel_after_end(driver);
     print_report(driver);
-    status = driver->finished == driver->count && !driver->deadline_hit ? 0
-                                                                         : 1;
+    status = driver->finished == driver->count && !driver->deadline_hit ? 0 : 1;
   }
   return status;
 }
@@ -750,29 +751,29 @@ int
 main(int argc, char **argv)
 {
   static const struct option long_options[] = {
-    {"plan", required_argument, NULL, 'p'},
-    {"state-dir", required_argument, NULL, 0},
-    {"jobs", required_argument, NULL, 0},
-    {"runtime", required_argument, NULL, 0},
-    {"init", required_argument, NULL, 0},
-    {"pull", required_argument, NULL, 0},
-    {"max-runs", required_argument, NULL, 0},
-    {"run-mode", required_argument, NULL, 0},
-    {"log-max-bytes", required_argument, NULL, 0},
-    {"job", required_argument, NULL, 0},
-    {"args", required_argument, NULL, 0},
-    {"count", required_argument, NULL, 0},
-    {"cancel-after-ms", required_argument, NULL, 0},
-    {"cancel-when", required_argument, NULL, 0},
-    {"cancel-on-output", required_argument, NULL, 0},
-    {"cancel-before-start", no_argument, NULL, 0},
-    {"cancel-after-start", no_argument, NULL, 0},
-    {"cancel-after-end", no_argument, NULL, 0},
-    {"cancel-id", required_argument, NULL, 0},
-    {"deadline-ms", required_argument, NULL, 0},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+      {"plan", required_argument, NULL, 'p'},
+      {"state-dir", required_argument, NULL, 0},
+      {"jobs", required_argument, NULL, 0},
+      {"runtime", required_argument, NULL, 0},
+      {"init", required_argument, NULL, 0},
+      {"pull", required_argument, NULL, 0},
+      {"max-runs", required_argument, NULL, 0},
+      {"run-mode", required_argument, NULL, 0},
+      {"log-max-bytes", required_argument, NULL, 0},
+      {"job", required_argument, NULL, 0},
+      {"args", required_argument, NULL, 0},
+      {"count", required_argument, NULL, 0},
+      {"cancel-after-ms", required_argument, NULL, 0},
+      {"cancel-when", required_argument, NULL, 0},
+      {"cancel-on-output", required_argument, NULL, 0},
+      {"cancel-before-start", no_argument, NULL, 0},
+      {"cancel-after-start", no_argument, NULL, 0},
+      {"cancel-after-end", no_argument, NULL, 0},
+      {"cancel-id", required_argument, NULL, 0},
+      {"deadline-ms", required_argument, NULL, 0},
+      {"verbose", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
   };
 
   struct driver driver = {0};
@@ -799,11 +800,12 @@ main(int argc, char **argv)
   int status = 0;
   int c, option_index;
   while (status == 0
-         && (c = getopt_long(argc, argv, "vh", long_options, &option_index)) != -1) {
+         && (c = getopt_long(argc, argv, "vh", long_options, &option_index))
+                != -1) {
     if (c == 0)
       status = set_option(opt, long_options[option_index].name,
                           optarg ? optarg : "true")
-                   < 0
+                       < 0
                    ? 2
                    : 0;
     else if (c == 'v')

@@ -9,8 +9,8 @@ load_spec(const char *text)
 {
   flwd_job *job = NULL;
   flwd_error *err = NULL;
-  int ret = flwd_job_load_buffer(NULL, "test.yaml", text, strlen(text), &job,
-                                 &err);
+  int ret
+      = flwd_job_load_buffer(NULL, "test.yaml", text, strlen(text), &job, &err);
   ck_assert_msg(ret == 0, "spec rejected: %s", flwd_error_message(err));
   return job;
 }
@@ -20,8 +20,8 @@ spec_error(const char *text)
 {
   flwd_job *job = NULL;
   flwd_error *err = NULL;
-  int ret = flwd_job_load_buffer(NULL, "test.yaml", text, strlen(text), &job,
-                                 &err);
+  int ret
+      = flwd_job_load_buffer(NULL, "test.yaml", text, strlen(text), &job, &err);
   ck_assert_msg(ret < 0, "spec accepted: %s", text);
   ck_assert_int_eq(ret, -FLWD_E_SPEC_INVALID);
   ck_assert_int_eq(flwd_error_code(err), FLWD_E_SPEC_INVALID);

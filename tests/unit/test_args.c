@@ -3,26 +3,25 @@
 
 #include "unit.h"
 
-static const char spec[] =
-    "id: a\n"
-    "executor: container\n"
-    "interpreter: \"container:img\"\n"
-    "args:\n"
-    "  - name: name\n"
-    "    type: string\n"
-    "    required: true\n"
-    "  - name: count\n"
-    "    type: integer\n"
-    "    default: 1\n"
-    "  - name: ratio\n"
-    "    type: number\n"
-    "  - name: dry_run\n"
-    "    type: boolean\n"
-    "  - name: mode\n"
-    "    type: enum\n"
-    "    values: [fast, slow]\n"
-    "  - name: tag\n"
-    "    type: list\n";
+static const char spec[] = "id: a\n"
+                           "executor: container\n"
+                           "interpreter: \"container:img\"\n"
+                           "args:\n"
+                           "  - name: name\n"
+                           "    type: string\n"
+                           "    required: true\n"
+                           "  - name: count\n"
+                           "    type: integer\n"
+                           "    default: 1\n"
+                           "  - name: ratio\n"
+                           "    type: number\n"
+                           "  - name: dry_run\n"
+                           "    type: boolean\n"
+                           "  - name: mode\n"
+                           "    type: enum\n"
+                           "    values: [fast, slow]\n"
+                           "  - name: tag\n"
+                           "    type: list\n";
 
 static char *
 bind_argv(int argc, char *const *argv, flwd_code *code)
@@ -46,8 +45,9 @@ bind_argv(int argc, char *const *argv, flwd_code *code)
 
 START_TEST(args_argv_typed)
 {
-  char *argv[] = {"--name", "Alice", "--count=3", "--ratio", "0.5",
-                  "--dry-run", "--mode", "fast", "--tag", "a", "--tag", "b,c"};
+  char *argv[]
+      = {"--name", "Alice", "--count=3", "--ratio", "0.5",   "--dry-run",
+         "--mode", "fast",  "--tag",     "a",       "--tag", "b,c"};
   flwd_code code;
   char *json = bind_argv(12, argv, &code);
   ck_assert_int_eq(code, FLWD_E_OK);
@@ -74,16 +74,16 @@ static const struct {
   char *argv[4];
   const char *expected;
 } invalid[] = {
-  {0, {NULL}, "missing required argument 'name'"},
-  {2, {"--name", "x\ny"}, "contains a line break"},
-  {3, {"--name", "a", "--colour"}, "unknown argument '--colour'"},
-  {4, {"--name", "a", "--count", "3x"}, "expected an integer, got '3x'"},
-  {4, {"--name", "a", "--ratio", "inf"}, "expected a number"},
-  {4, {"--name", "a", "--mode", "medium"}, "'medium' is not one of"},
-  {3, {"--name", "a", "--dry-run=yes"}, "expected true or false"},
-  {1, {"--name"}, "needs a value"},
-  {4, {"--name", "a", "--name", "b"}, "given more than once"},
-  {1, {"stray"}, "unexpected argument 'stray'"},
+    {0, {NULL}, "missing required argument 'name'"},
+    {2, {"--name", "x\ny"}, "contains a line break"},
+    {3, {"--name", "a", "--colour"}, "unknown argument '--colour'"},
+    {4, {"--name", "a", "--count", "3x"}, "expected an integer, got '3x'"},
+    {4, {"--name", "a", "--ratio", "inf"}, "expected a number"},
+    {4, {"--name", "a", "--mode", "medium"}, "'medium' is not one of"},
+    {3, {"--name", "a", "--dry-run=yes"}, "expected true or false"},
+    {1, {"--name"}, "needs a value"},
+    {4, {"--name", "a", "--name", "b"}, "given more than once"},
+    {1, {"stray"}, "unexpected argument 'stray'"},
 };
 
 START_TEST(args_argv_invalid)
@@ -129,16 +129,16 @@ static const struct {
   const char *input;
   const char *expected;
 } json_invalid[] = {
-  {"[1]", "must be a JSON object"},
-  {"{\"name\":", "not valid JSON"},
-  {"{\"name\":\"a\"} x", "unexpected data after the object"},
-  {"{\"name\":1}", "expected a string, got a number"},
-  {"{\"name\":\"a\",\"count\":1.5}", "expected an integer"},
-  {"{\"name\":\"a\",\"dry_run\":\"true\"}", "expected true or false"},
-  {"{\"name\":\"a\",\"tag\":[1]}", "expected a string"},
-  {"{\"name\":\"a\",\"extra\":1}", "unknown argument 'extra'"},
-  {"{\"name\":\"a\\u0000b\"}", "NUL byte"},
-  {"{}", "missing required argument 'name'"},
+    {"[1]", "must be a JSON object"},
+    {"{\"name\":", "not valid JSON"},
+    {"{\"name\":\"a\"} x", "unexpected data after the object"},
+    {"{\"name\":1}", "expected a string, got a number"},
+    {"{\"name\":\"a\",\"count\":1.5}", "expected an integer"},
+    {"{\"name\":\"a\",\"dry_run\":\"true\"}", "expected true or false"},
+    {"{\"name\":\"a\",\"tag\":[1]}", "expected a string"},
+    {"{\"name\":\"a\",\"extra\":1}", "unknown argument 'extra'"},
+    {"{\"name\":\"a\\u0000b\"}", "NUL byte"},
+    {"{}", "missing required argument 'name'"},
 };
 
 START_TEST(args_json_invalid)
@@ -147,8 +147,8 @@ START_TEST(args_json_invalid)
   ck_assert_int_eq(bind_json(json_invalid[_i].input, &out),
                    -FLWD_E_ARGS_INVALID);
   ck_assert_msg(strstr(out, json_invalid[_i].expected) != NULL,
-                "case %d: expected '%s' in '%s'", _i,
-                json_invalid[_i].expected, out);
+                "case %d: expected '%s' in '%s'", _i, json_invalid[_i].expected,
+                out);
   free(out);
 }
 END_TEST

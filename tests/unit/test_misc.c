@@ -93,8 +93,7 @@ store_ctx(char *dir)
   ck_assert_ptr_nonnull(mkdtemp(dir));
   flwd_ctx *ctx = NULL;
   ck_assert_int_eq(flwd_ctx_new(NULL, &ctx, NULL), 0);
-  ck_assert_int_eq(flwd_ctx_set_option(ctx, FLWD_OPT_STATE_DIR, dir, NULL),
-                   0);
+  ck_assert_int_eq(flwd_ctx_set_option(ctx, FLWD_OPT_STATE_DIR, dir, NULL), 0);
   return ctx;
 }
 
@@ -108,12 +107,10 @@ START_TEST(store_put_and_query)
                                  "{\"id\":\"r1\",\"metadata\":{\"k\":\"v\"}}",
                                  NULL),
                    0);
-  ck_assert_int_eq(store_add_event(store, "r1", 1, "run.created",
-                                   "{\"seq\":1}", NULL),
-                   0);
+  ck_assert_int_eq(
+      store_add_event(store, "r1", 1, "run.created", "{\"seq\":1}", NULL), 0);
   char *out = NULL;
-  ck_assert_int_eq(flwd_store_runs_json(ctx, "j", NULL, 10, 0, &out, NULL),
-                   0);
+  ck_assert_int_eq(flwd_store_runs_json(ctx, "j", NULL, 10, 0, &out, NULL), 0);
   ck_assert_str_eq(out, "[{\"id\":\"r1\",\"metadata\":{\"k\":\"v\"}}]");
   flwd_free(out);
   ck_assert_int_eq(flwd_store_events_json(ctx, "r1", 0, &out, NULL), 0);
@@ -140,16 +137,16 @@ START_TEST(store_newer_schema_rejected)
   char *path = xasprintf("%s/flwd.db", dir);
   sqlite3 *db = NULL;
   ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-  ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL,
-                                NULL),
-                   SQLITE_OK);
+  ck_assert_int_eq(
+      sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
+      SQLITE_OK);
   sqlite3_close(db);
 
   struct store *store = NULL;
   flwd_error *err = NULL;
   ck_assert_int_eq(store_get(ctx, &store, &err), -FLWD_E_STORE_FAILED);
-  ck_assert_ptr_nonnull(strstr(flwd_error_message(err),
-                               "schema version 99, newer"));
+  ck_assert_ptr_nonnull(
+      strstr(flwd_error_message(err), "schema version 99, newer"));
   flwd_error_free(err);
   free(path);
   flwd_ctx_free(ctx);

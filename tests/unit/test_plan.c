@@ -4,19 +4,19 @@
 
 #include "unit.h"
 
-static const char spec[] =
-    "id: p\n"
-    "executor: container\n"
-    "interpreter: \"container:localhost/img:1\"\n"
-    "command: [\"run\", \"--who=${args.who}\", \"${run.id}\", \"${args.n}\"]\n"
-    "args:\n"
-    "  - name: who\n"
-    "    type: string\n"
-    "  - name: n\n"
-    "    type: integer\n"
-    "  - name: flag\n"
-    "    type: boolean\n"
-    "    default: false\n";
+static const char spec[] = "id: p\n"
+                           "executor: container\n"
+                           "interpreter: \"container:localhost/img:1\"\n"
+                           "command: [\"run\", \"--who=${args.who}\", "
+                           "\"${run.id}\", \"${args.n}\"]\n"
+                           "args:\n"
+                           "  - name: who\n"
+                           "    type: string\n"
+                           "  - name: n\n"
+                           "    type: integer\n"
+                           "  - name: flag\n"
+                           "    type: boolean\n"
+                           "    default: false\n";
 
 struct fixture {
   flwd_ctx *ctx;
@@ -29,17 +29,16 @@ static void
 fixture_setup(struct fixture *f, const char *runtime, bool detached)
 {
   ck_assert_int_eq(flwd_ctx_new(NULL, &f->ctx, NULL), 0);
-  ck_assert_int_eq(flwd_ctx_set_option(f->ctx, FLWD_OPT_STATE_DIR,
-                                       "/var/tmp/st", NULL),
-                   0);
-  ck_assert_int_eq(flwd_ctx_set_option(f->ctx, FLWD_OPT_INIT_PATH,
-                                       "/opt/flwd-init", NULL),
-                   0);
+  ck_assert_int_eq(
+      flwd_ctx_set_option(f->ctx, FLWD_OPT_STATE_DIR, "/var/tmp/st", NULL), 0);
+  ck_assert_int_eq(
+      flwd_ctx_set_option(f->ctx, FLWD_OPT_INIT_PATH, "/opt/flwd-init", NULL),
+      0);
   if (detached)
     flwd_ctx_set_option(f->ctx, FLWD_OPT_RUN_MODE, "detached", NULL);
   /* A fixed runtime, so that the test needs no runtime on the machine. */
-  f->ctx->runtime = strcmp(runtime, "docker") == 0 ? &runtime_docker
-                                                   : &runtime_podman;
+  f->ctx->runtime
+      = strcmp(runtime, "docker") == 0 ? &runtime_docker : &runtime_podman;
   f->ctx->runtime_path = strdup(runtime);
   f->ctx->runtime_caps.rootless = false;
   f->ctx->runtime_caps.userns = true;
@@ -77,15 +76,15 @@ build(struct fixture *f, struct strv *argv)
   strv_init(&command);
   ck_assert_int_eq(plan_expand_command(&f->plan, "r1", &command, NULL), 0);
   struct run_layout layout = {
-    .run_id = "r1",
-    .job_id = "p",
-    .container_name = "flwd-r1",
-    .image = "localhost/img:1",
-    .host_dir = "/var/tmp/st/runs/r1",
-    .env_file = "/var/tmp/st/runs/r1/env",
-    .init_path = "/opt/flwd-init",
-    .state_dir = "/var/tmp/st",
-    .command = &command,
+      .run_id = "r1",
+      .job_id = "p",
+      .container_name = "flwd-r1",
+      .image = "localhost/img:1",
+      .host_dir = "/var/tmp/st/runs/r1",
+      .env_file = "/var/tmp/st/runs/r1/env",
+      .init_path = "/opt/flwd-init",
+      .state_dir = "/var/tmp/st",
+      .command = &command,
   };
   strv_init(argv);
   ck_assert_int_eq(plan_build_argv(&f->plan, &layout, argv, NULL), 0);
@@ -99,15 +98,24 @@ START_TEST(plan_podman_secure_flags)
   struct strv argv;
   build(&f, &argv);
   static const char *const required[] = {
-    "run", "--rm", "--sig-proxy=false", "--pull=never", "--name=flwd-r1",
-    "--label=io.flwd.run-id=r1", "--label=io.flwd.job-id=p",
-    "--env-file=/var/tmp/st/runs/r1/env", "--read-only", "--cap-drop=ALL",
-    "--security-opt=no-new-privileges", "--network=none",
-    "--pids-limit=256", "--read-only-tmpfs=false",
-    "--tmpfs=/tmp:rw,nosuid,nodev,size=64m,mode=1777",
-    "--entrypoint=/run/flwd/init",
-    "--mount=type=bind,source=/var/tmp/st/runs/r1/args.json,"
-    "destination=/run/flwd/args.json,readonly",
+      "run",
+      "--rm",
+      "--sig-proxy=false",
+      "--pull=never",
+      "--name=flwd-r1",
+      "--label=io.flwd.run-id=r1",
+      "--label=io.flwd.job-id=p",
+      "--env-file=/var/tmp/st/runs/r1/env",
+      "--read-only",
+      "--cap-drop=ALL",
+      "--security-opt=no-new-privileges",
+      "--network=none",
+      "--pids-limit=256",
+      "--read-only-tmpfs=false",
+      "--tmpfs=/tmp:rw,nosuid,nodev,size=64m,mode=1777",
+      "--entrypoint=/run/flwd/init",
+      "--mount=type=bind,source=/var/tmp/st/runs/r1/args.json,"
+      "destination=/run/flwd/args.json,readonly",
   };
   for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
     ck_assert_msg(has_item(&argv, required[i]), "missing %s", required[i]);
@@ -169,8 +177,8 @@ START_TEST(plan_env_file_lines)
   ck_assert_ptr_nonnull(strstr(env.data, "FLWD_ARG_WHO=a b\n"));
   ck_assert_ptr_nonnull(strstr(env.data, "FLWD_ARG_N=7\n"));
   ck_assert_ptr_nonnull(strstr(env.data, "FLWD_ARG_FLAG=false\n"));
-  ck_assert_ptr_nonnull(strstr(env.data,
-                               "FLWD_ARGS_FILE=/run/flwd/args.json\n"));
+  ck_assert_ptr_nonnull(
+      strstr(env.data, "FLWD_ARGS_FILE=/run/flwd/args.json\n"));
   buf_clear(&env);
   fixture_teardown(&f);
 }

@@ -15,27 +15,25 @@ write_policy(const char *text)
   return path;
 }
 
-static const char policy_text[] =
-    "rules:\n"
-    "  - jobs: [\"rep-*\"]\n"
-    "    profiles: [permissive]\n"
-    "    allow:\n"
-    "      capabilities: [NET_BIND_SERVICE]\n"
-    "      network: limited\n"
-    "      secrets_as_env: [\"*\"]\n"
-    "      resources: {memory: 2Gi}\n";
+static const char policy_text[] = "rules:\n"
+                                  "  - jobs: [\"rep-*\"]\n"
+                                  "    profiles: [permissive]\n"
+                                  "    allow:\n"
+                                  "      capabilities: [NET_BIND_SERVICE]\n"
+                                  "      network: limited\n"
+                                  "      secrets_as_env: [\"*\"]\n"
+                                  "      resources: {memory: 2Gi}\n";
 
-static const char job_text[] =
-    "id: rep-daily\n"
-    "executor: container\n"
-    "interpreter: \"container:img\"\n"
-    "profile: permissive\n"
-    "secrets: [tok]\n"
-    "resources: {memory: 2Gi, pids: 300}\n"
-    "requests:\n"
-    "  capabilities: [NET_BIND_SERVICE, NET_ADMIN]\n"
-    "  network: limited\n"
-    "  secrets_as_env: [tok]\n";
+static const char job_text[] = "id: rep-daily\n"
+                               "executor: container\n"
+                               "interpreter: \"container:img\"\n"
+                               "profile: permissive\n"
+                               "secrets: [tok]\n"
+                               "resources: {memory: 2Gi, pids: 300}\n"
+                               "requests:\n"
+                               "  capabilities: [NET_BIND_SERVICE, NET_ADMIN]\n"
+                               "  network: limited\n"
+                               "  secrets_as_env: [tok]\n";
 
 static const char *
 decision_rule(json_object *decisions, const char *request, bool *granted)
@@ -70,9 +68,8 @@ START_TEST(policy_decisions_per_request)
 
   bool granted;
   char *rule = xasprintf("%s:2", path);
-  ck_assert_str_eq(decision_rule(plan.decisions, "profile:permissive",
-                                 &granted),
-                   rule);
+  ck_assert_str_eq(
+      decision_rule(plan.decisions, "profile:permissive", &granted), rule);
   ck_assert(granted);
   decision_rule(plan.decisions, "capability:NET_BIND_SERVICE", &granted);
   ck_assert(granted);
@@ -129,19 +126,19 @@ static const struct {
   const char *text;
   const char *expected;
 } bad_policies[] = {
-  {"", ":1:1: policy: the file is empty"},
-  {"rules: x\n", ":1:8: rules: expected a list of rules"},
-  {"rules:\n  - jobs: [a]\n    colour: red\n", ":3:5: rules[0].colour: "
-                                                "unknown field"},
-  {"rules:\n  - profiles: [permissive]\n", "rules[0].jobs: missing required "
-                                           "field"},
-  {"rules:\n  - jobs: [a]\n    profiles: [open]\n",
-   "rules[0].profiles[0]: invalid name 'open'"},
-  {"rules:\n  - jobs: [a]\n    allow: {capabilities: [FLY]}\n",
-   "allow.capabilities[0]: invalid name 'FLY'"},
-  {"rules:\n  - jobs: [a]\n    allow: {resources: {memory: lots}}\n",
-   "allow.resources.memory: invalid memory size 'lots'"},
-  {"version: 2\nrules: []\n", "version: unsupported version '2'"},
+    {"", ":1:1: policy: the file is empty"},
+    {"rules: x\n", ":1:8: rules: expected a list of rules"},
+    {"rules:\n  - jobs: [a]\n    colour: red\n", ":3:5: rules[0].colour: "
+                                                 "unknown field"},
+    {"rules:\n  - profiles: [permissive]\n", "rules[0].jobs: missing required "
+                                             "field"},
+    {"rules:\n  - jobs: [a]\n    profiles: [open]\n",
+     "rules[0].profiles[0]: invalid name 'open'"},
+    {"rules:\n  - jobs: [a]\n    allow: {capabilities: [FLY]}\n",
+     "allow.capabilities[0]: invalid name 'FLY'"},
+    {"rules:\n  - jobs: [a]\n    allow: {resources: {memory: lots}}\n",
+     "allow.resources.memory: invalid memory size 'lots'"},
+    {"version: 2\nrules: []\n", "version: unsupported version '2'"},
 };
 
 START_TEST(policy_bad_file_rejected)
@@ -152,8 +149,8 @@ START_TEST(policy_bad_file_rejected)
   ck_assert_int_eq(policy_load(path, &policy, &err), -FLWD_E_CONFIG_INVALID);
   ck_assert_msg(strstr(flwd_error_message(err), bad_policies[_i].expected)
                     != NULL,
-                "case %d: expected '%s' in '%s'", _i,
-                bad_policies[_i].expected, flwd_error_message(err));
+                "case %d: expected '%s' in '%s'", _i, bad_policies[_i].expected,
+                flwd_error_message(err));
   ck_assert_msg(strncmp(flwd_error_message(err), path, strlen(path)) == 0,
                 "case %d: message does not start with the file", _i);
   flwd_error_free(err);

@@ -3,9 +3,9 @@
 
 #include "unit.h"
 
-#define HEAD                                                                  \
-  "id: demo\n"                                                                \
-  "executor: container\n"                                                     \
+#define HEAD                                                                   \
+  "id: demo\n"                                                                 \
+  "executor: container\n"                                                      \
   "interpreter: \"container:localhost/img:1\"\n"
 
 START_TEST(spec_minimal_loads)
@@ -24,36 +24,36 @@ END_TEST
 
 START_TEST(spec_full_loads)
 {
-  flwd_job *job = load_spec(
-      HEAD "description: Greets.\n"
-           "command: [\"sh\", \"-c\", \"echo ${args.name}\"]\n"
-           "args:\n"
-           "  - name: name\n"
-           "    type: string\n"
-           "    required: true\n"
-           "  - name: times\n"
-           "    type: integer\n"
-           "    default: 3\n"
-           "  - name: mode\n"
-           "    type: enum\n"
-           "    values: [fast, slow]\n"
-           "    default: slow\n"
-           "  - name: tags\n"
-           "    type: list\n"
-           "    default: [a, b]\n"
-           "profile: secure\n"
-           "resources:\n"
-           "  memory: 256Mi\n"
-           "  cpus: 1.5\n"
-           "  pids: 64\n"
-           "timeout: 10m\n"
-           "stop_timeout: 2s\n"
-           "pull: never\n"
-           "secrets: []\n"
-           "requests:\n"
-           "  writable_rootfs: false\n"
-           "  network: none\n"
-           "  capabilities: []\n");
+  flwd_job *job
+      = load_spec(HEAD "description: Greets.\n"
+                       "command: [\"sh\", \"-c\", \"echo ${args.name}\"]\n"
+                       "args:\n"
+                       "  - name: name\n"
+                       "    type: string\n"
+                       "    required: true\n"
+                       "  - name: times\n"
+                       "    type: integer\n"
+                       "    default: 3\n"
+                       "  - name: mode\n"
+                       "    type: enum\n"
+                       "    values: [fast, slow]\n"
+                       "    default: slow\n"
+                       "  - name: tags\n"
+                       "    type: list\n"
+                       "    default: [a, b]\n"
+                       "profile: secure\n"
+                       "resources:\n"
+                       "  memory: 256Mi\n"
+                       "  cpus: 1.5\n"
+                       "  pids: 64\n"
+                       "timeout: 10m\n"
+                       "stop_timeout: 2s\n"
+                       "pull: never\n"
+                       "secrets: []\n"
+                       "requests:\n"
+                       "  writable_rootfs: false\n"
+                       "  network: none\n"
+                       "  capabilities: []\n");
   ck_assert_str_eq(flwd_job_description(job), "Greets.");
   ck_assert_uint_eq(job->command.len, 3);
   ck_assert_str_eq(job->command.items[2], "echo ${args.name}");
@@ -90,56 +90,56 @@ static const struct {
   const char *text;
   const char *expected;
 } broken[] = {
-  {"id: [\n", "test.yaml:"},
-  {"executor: container\ninterpreter: \"container:x\"\n",
-   "test.yaml:1:1: id: missing required field"},
-  {"id: Bad_Id\nexecutor: container\ninterpreter: \"container:x\"\n",
-   "test.yaml:1:5: id: invalid id 'Bad_Id'"},
-  {HEAD "colour: blue\n", "test.yaml:4:1: colour: unknown field"},
-  {"id: a\nexecutor: shell\ninterpreter: \"container:x\"\n",
-   "test.yaml:2:11: executor: unsupported executor 'shell'"},
-  {"id: a\nexecutor: container\ninterpreter: \"docker:x\"\n",
-   "test.yaml:3:14: interpreter: expected 'container:IMAGE'"},
-  {"id: a\nexecutor: container\ninterpreter: \"container:-x\"\n",
-   "interpreter: invalid image reference '-x'"},
-  {HEAD "args:\n  - name: a\n    type: float\n",
-   "test.yaml:6:11: args[0].type: unknown type 'float'"},
-  {HEAD "args:\n  - name: a\n    type: enum\n",
-   "args[0].values: an enum argument needs values"},
-  {HEAD "args:\n  - name: a\n    type: string\n  - name: a\n"
-        "    type: string\n",
-   "args[1]: argument 'a' clashes with 'a' declared before it"},
-  {HEAD "args:\n  - name: dry-run\n    type: string\n  - name: dry_run\n"
-        "    type: string\n",
-   "argument 'dry_run' clashes with 'dry-run'"},
-  {HEAD "args:\n  - name: n\n    type: integer\n    default: x\n",
-   "test.yaml:7:14: args[0].default: invalid default"},
-  {HEAD "args:\n  - name: n\n    type: string\n    required: true\n"
-        "    default: x\n",
-   "args[0].default: a required argument cannot have a default"},
-  {HEAD "command: \"echo hi\"\n",
-   "test.yaml:4:10: command: expected a list of strings"},
-  {HEAD "timeout: soon\n",
-   "test.yaml:4:10: timeout: invalid duration 'soon'"},
-  {HEAD "profile: open\n", "profile: unknown profile 'open'"},
-  {"", "test.yaml:1:1: spec: the file is empty"},
-  {"- a\n- b\n", "spec: expected a mapping of fields"},
-  {HEAD "id: again\n", "test.yaml:4:1: id: field given twice"},
-  {HEAD "requests:\n  network: limited\n",
-   "test.yaml:5:3: requests: relaxations need 'profile: permissive'"},
-  {HEAD "profile: permissive\nrequests:\n  secrets_as_env: [x]\n",
-   "requests.secrets_as_env: 'x' is not listed under secrets"},
-  {HEAD "profile: permissive\nrequests:\n  capabilities: [CAP_SYS_ADMIN]\n",
-   "requests.capabilities[0]: invalid name 'CAP_SYS_ADMIN'"},
-  {HEAD "profile: permissive\nrequests:\n  network: open\n",
-   "requests.network: unknown network 'open'"},
-  {HEAD "secrets:\n  - name: a/b\n", "secrets[0]: invalid name 'a/b'"},
-  {HEAD "secrets: [a, a]\n", "secrets[1]: 'a' is listed twice"},
-  {HEAD "resources:\n  memory: lots\n", "resources.memory: invalid memory"},
-  {HEAD "args:\n  - name: 9lives\n    type: string\n",
-   "args[0].name: invalid argument name '9lives'"},
-  {HEAD "args:\n  - name: b\n    type: boolean\n    required: maybe\n",
-   "args[0].required: expected true or false, got 'maybe'"},
+    {"id: [\n", "test.yaml:"},
+    {"executor: container\ninterpreter: \"container:x\"\n",
+     "test.yaml:1:1: id: missing required field"},
+    {"id: Bad_Id\nexecutor: container\ninterpreter: \"container:x\"\n",
+     "test.yaml:1:5: id: invalid id 'Bad_Id'"},
+    {HEAD "colour: blue\n", "test.yaml:4:1: colour: unknown field"},
+    {"id: a\nexecutor: shell\ninterpreter: \"container:x\"\n",
+     "test.yaml:2:11: executor: unsupported executor 'shell'"},
+    {"id: a\nexecutor: container\ninterpreter: \"docker:x\"\n",
+     "test.yaml:3:14: interpreter: expected 'container:IMAGE'"},
+    {"id: a\nexecutor: container\ninterpreter: \"container:-x\"\n",
+     "interpreter: invalid image reference '-x'"},
+    {HEAD "args:\n  - name: a\n    type: float\n",
+     "test.yaml:6:11: args[0].type: unknown type 'float'"},
+    {HEAD "args:\n  - name: a\n    type: enum\n",
+     "args[0].values: an enum argument needs values"},
+    {HEAD "args:\n  - name: a\n    type: string\n  - name: a\n"
+          "    type: string\n",
+     "args[1]: argument 'a' clashes with 'a' declared before it"},
+    {HEAD "args:\n  - name: dry-run\n    type: string\n  - name: dry_run\n"
+          "    type: string\n",
+     "argument 'dry_run' clashes with 'dry-run'"},
+    {HEAD "args:\n  - name: n\n    type: integer\n    default: x\n",
+     "test.yaml:7:14: args[0].default: invalid default"},
+    {HEAD "args:\n  - name: n\n    type: string\n    required: true\n"
+          "    default: x\n",
+     "args[0].default: a required argument cannot have a default"},
+    {HEAD "command: \"echo hi\"\n",
+     "test.yaml:4:10: command: expected a list of strings"},
+    {HEAD "timeout: soon\n",
+     "test.yaml:4:10: timeout: invalid duration 'soon'"},
+    {HEAD "profile: open\n", "profile: unknown profile 'open'"},
+    {"", "test.yaml:1:1: spec: the file is empty"},
+    {"- a\n- b\n", "spec: expected a mapping of fields"},
+    {HEAD "id: again\n", "test.yaml:4:1: id: field given twice"},
+    {HEAD "requests:\n  network: limited\n",
+     "test.yaml:5:3: requests: relaxations need 'profile: permissive'"},
+    {HEAD "profile: permissive\nrequests:\n  secrets_as_env: [x]\n",
+     "requests.secrets_as_env: 'x' is not listed under secrets"},
+    {HEAD "profile: permissive\nrequests:\n  capabilities: [CAP_SYS_ADMIN]\n",
+     "requests.capabilities[0]: invalid name 'CAP_SYS_ADMIN'"},
+    {HEAD "profile: permissive\nrequests:\n  network: open\n",
+     "requests.network: unknown network 'open'"},
+    {HEAD "secrets:\n  - name: a/b\n", "secrets[0]: invalid name 'a/b'"},
+    {HEAD "secrets: [a, a]\n", "secrets[1]: 'a' is listed twice"},
+    {HEAD "resources:\n  memory: lots\n", "resources.memory: invalid memory"},
+    {HEAD "args:\n  - name: 9lives\n    type: string\n",
+     "args[0].name: invalid argument name '9lives'"},
+    {HEAD "args:\n  - name: b\n    type: boolean\n    required: maybe\n",
+     "args[0].required: expected true or false, got 'maybe'"},
 };
 
 START_TEST(spec_broken_rejected)
