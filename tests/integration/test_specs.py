@@ -71,7 +71,7 @@ BROKEN_SPECS = [
     ("empty", "", 1, 1, "spec", "empty"),
     ("comments_only", "# nothing here\n", 1, 1, "spec", "empty"),
     ("nul_in_value", HEADER + 'description: "a\\0b"\n', 4, 14, "description", "NUL"),
-    ("deep_nesting", HEADER + "command: " + "[" * 1000 + "]" * 1000 + "\n", 4, 11, "command[0]", "expected a single value"),
+    ("deep_nesting", HEADER + "command: " + "[" * 1000 + "]" * 1000 + "\n", 4, 41, "spec", "nested deeper than 32 levels"),
     ("nested_aliases", nested_aliases(), 4, 14, "description", "expected a single value"),
     ("binary_garbage", garbage(), 1, 1, "spec", "UTF-8"),
 ]
