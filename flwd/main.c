@@ -172,6 +172,8 @@ main(int argc, char **argv)
   if (cli.base == NULL || flwd_ctx_new(cli.base, &cli.ctx, &err) < 0) {
     int status = err ? cli_report(err) : EXIT_FLWD_ERROR;
     flwd_error_free(err);
+    if (cli.base)
+      event_base_free(cli.base);
     return status;
   }
   flwd_ctx_set_log_cb(cli.ctx, on_log, &cli);

@@ -768,9 +768,12 @@ run_finish(flwd_run *run, flwd_run_state state)
     free_run_memory(run);
     return;
   }
+  /* The callback may free a run of the caller's, so nothing touches the
+   * run after it but for one that the context owns. */
+  bool ctx_owned = run->ctx_owned;
   if (run->done_cb)
     run->done_cb(run, run->done_user);
-  if (run->ctx_owned)
+  if (ctx_owned)
     free_run_memory(run);
 }
 
