@@ -18,7 +18,7 @@ add_missing(struct plan *plan, const char *text)
 }
 
 /* Records each guarantee of the secure profile that this runtime cannot
- * give on this host, so that the plan, the log and the events say so. */
+ * give on this host, so that the plan, the log and the events report it. */
 static void
 note_missing_guarantees(struct plan *plan)
 {

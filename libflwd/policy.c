@@ -1,6 +1,6 @@
 /* libflwd: the policy file and the decisions it makes.
  *
- * The secure profile needs no permission. Everything else a job asks for,
+ * The secure profile needs no permission. Everything else a job requests,
  * another profile or a relaxation of the secure baseline, is denied unless
  * a rule whose jobs match the job's id allows it. Each request gets one
  * decision, recorded with the rule that granted it, or with the rule that
@@ -401,7 +401,7 @@ struct decider {
 };
 
 /* Decides one request: granted by the first matching rule that allows it.
- * REQUEST names it in events, MISSING says which rule would allow it. */
+ * REQUEST names it in events, MISSING names the rule that would allow it. */
 static bool
 decide(struct decider *d, const char *request, rule_allows_fn allows,
        const char *item, long long amount, const char *missing)

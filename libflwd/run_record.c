@@ -224,7 +224,7 @@ flwd_run_to_json(const flwd_run *run)
 }
 
 /* Writes the run's current document to the store. A failure is logged:
- * the run itself goes on, and its events still say what happened. */
+ * the run itself goes on, and its events still record what happened. */
 void
 record_run(flwd_run *run)
 {

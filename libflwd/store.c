@@ -298,6 +298,24 @@ run_exists(struct store *store, const char *id, flwd_error **err)
   return set_error(err, FLWD_E_RUN_NOT_FOUND, "run '%s' not found", id);
 }
 
+/* Runs STMT, which selects one document, and finalizes it. Returns 1 with
+ * the document in *OUT, 0 when no row matched, or a negative code. */
+static int
+read_one_doc(struct store *store, sqlite3_stmt *stmt, char **out,
+             flwd_error **err)
+{
+  int rc = sqlite3_step(stmt);
+  int ret = 0;
+  if (rc == SQLITE_ROW) {
+    *out = strdup((const char *)sqlite3_column_text(stmt, 0));
+    ret = *out ? 1 : set_error(err, FLWD_E_INTERNAL, "out of memory");
+  } else if (rc != SQLITE_DONE) {
+    ret = db_error(store, err, "cannot read");
+  }
+  sqlite3_finalize(stmt);
+  return ret;
+}
+
 int
 flwd_store_run_json(flwd_ctx *ctx, const char *id, char **out, flwd_error **err)
 {
@@ -311,17 +329,10 @@ flwd_store_run_json(flwd_ctx *ctx, const char *id, char **out, flwd_error **err)
       != SQLITE_OK)
     return db_error(store, err, "cannot read");
   sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-  int rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW) {
-    *out = strdup((const char *)sqlite3_column_text(stmt, 0));
-    ret = *out ? 0 : set_error(err, FLWD_E_INTERNAL, "out of memory");
-  } else if (rc == SQLITE_DONE) {
+  ret = read_one_doc(store, stmt, out, err);
+  if (ret == 0)
     ret = set_error(err, FLWD_E_RUN_NOT_FOUND, "run '%s' not found", id);
-  } else {
-    ret = db_error(store, err, "cannot read");
-  }
-  sqlite3_finalize(stmt);
-  return ret;
+  return ret < 0 ? ret : 0;
 }
 
 int
@@ -399,18 +410,11 @@ flwd_store_find_by_metadata(flwd_ctx *ctx, const char *key, const char *value,
     return db_error(store, err, "cannot read");
   sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
   sqlite3_bind_text(stmt, 2, value, -1, SQLITE_STATIC);
-  int rc = sqlite3_step(stmt);
-  if (rc == SQLITE_ROW) {
-    *out = strdup((const char *)sqlite3_column_text(stmt, 0));
-    ret = *out ? 0 : set_error(err, FLWD_E_INTERNAL, "out of memory");
-  } else if (rc == SQLITE_DONE) {
+  ret = read_one_doc(store, stmt, out, err);
+  if (ret == 0)
     ret = set_error(err, FLWD_E_RUN_NOT_FOUND,
                     "no run has metadata '%s' with that value", key);
-  } else {
-    ret = db_error(store, err, "cannot read");
-  }
-  sqlite3_finalize(stmt);
-  return ret;
+  return ret < 0 ? ret : 0;
 }
 
 int

@@ -2,7 +2,7 @@
  *
  * This is the whole public API of libflwd. Every type is an opaque handle
  * with its own release function; every string the library returns is either
- * borrowed (the comment says for how long) or owned by the caller and freed
+ * borrowed (its comment gives for how long) or owned by the caller and freed
  * with flwd_free(). Fallible functions return 0 on success or a negative
  * flwd_code (-FLWD_E_...) on failure, and fill *err when err is not NULL;
  * the caller releases it with flwd_error_free().
